@@ -1,0 +1,1 @@
+"""Placeholder: torch.library registrations (autograd + fake kernels) for torch.ops.ndops."""

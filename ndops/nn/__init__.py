@@ -1,0 +1,1 @@
+"""Placeholder: ndops.nn modules (being written)."""
