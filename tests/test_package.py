@@ -1,0 +1,78 @@
+"""Packaging, extension loading, backend selection and the `python -m ndops` main job."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import ndops
+import ndops.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _python(code, cwd):
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+
+
+def test_models_is_a_subpackage_never_top_level(tmp_path):
+    import ndops.models
+    assert ndops.models.__name__ == "ndops.models"
+    result = _python("import models", cwd=tmp_path)
+    assert result.returncode != 0 and "No module named 'models'" in result.stderr
+
+
+@pytest.mark.skipif(os.environ.get("CI") != "true", reason="CI builds the extension")
+def test_extension_is_built_in_ci():
+    assert ndops.has_extension(), ndops.load_error()
+
+
+def test_functional_is_reexported():
+    for name in F.__all__:
+        assert getattr(ndops, name) is getattr(F, name)
+
+
+def test_backend_context_manager_nests_and_restores():
+    from ndops._backend import forced_backend
+    assert forced_backend() is None
+    with ndops.backend("fallback"):
+        assert forced_backend() == "fallback"
+        with ndops.backend("auto"):
+            assert forced_backend() is None
+        assert forced_backend() == "fallback"
+    assert forced_backend() is None
+
+
+def test_backend_rejects_unknown_name():
+    with pytest.raises(ValueError, match="ndops.backend: name must be one of"):
+        with ndops.backend("cuda"):
+            pass
+
+
+def test_available_backends_orders_native_first_for_low_n():
+    assert ndops.available_backends("conv_nd", 3)[0] == "native"
+    assert "native" not in ndops.available_backends("conv_nd", 4)
+    assert ndops.available_backends("conv_nd", 4)[-1] == "fallback"
+    if ndops.has_extension():
+        assert ndops.available_backends("pad_nd", 4)[0] == "ext"
+
+
+def test_forcing_an_impossible_backend_names_op_and_n():
+    x = torch.randn(1, 1, 3, 3, 3, 3)
+    w = torch.randn(1, 1, 1, 1, 1, 1)
+    with ndops.backend("native"):
+        with pytest.raises(RuntimeError, match=r"ndops.conv_nd: backend 'native' cannot run.*N=4"):
+            F.conv_nd(x, w)
+
+
+def test_main_job_runs_and_passes():
+    from ndops.__main__ import main
+    assert main(["--ops", "pad_nd", "max_pool_nd", "--dims", "2", "4"]) == 0
+
+
+def test_ci_reads_the_readme_test_command():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    assert "<!-- ci: test command -->" in readme
+    block = readme.split("<!-- ci: test command -->", 1)[1].split("```")[1]
+    assert "--no-build-isolation" in block and "pytest" in block
