@@ -4,3 +4,7 @@ import os
 import torch
 
 torch.set_num_threads(int(os.environ.get("NDOPS_BENCH_THREADS", "2")))
+
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))  # `import baselines`

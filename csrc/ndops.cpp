@@ -10,7 +10,8 @@
 // module itself is empty: the API is torch.ops.ndops.*.
 extern "C" {
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr,
+                                          nullptr, nullptr, nullptr, nullptr};
   return PyModule_Create(&module_def);
 }
 }
@@ -18,8 +19,10 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(ndops, m) {
   // ---- padding (csrc/cpu/pad.cpp) -------------------------------------------------------
   // pad: torch.nn.functional.pad's layout, (left_last, right_last, left_second_last, ...),
-  // applied to the trailing len(pad) / 2 dims. mode: "constant" | "reflect" | "replicate" |
-  // "circular"; value is used by "constant" only.
+  // applied to the trailing len(pad) / 2 dims of an input of any rank >= len(pad) / 2, in
+  // every mode (ndops.functional.pad_nd enforces torch's rank rule for the non-constant ones).
+  // mode: "constant" | "reflect" | "replicate" | "circular"; value is used by "constant" only.
+  // _pad_nd_backward sums grad_output into the input coordinates each element copied.
   m.def("pad_nd(Tensor input, SymInt[] pad, str mode, float value) -> Tensor");
   m.def("_pad_nd_backward(Tensor grad_output, SymInt[] input_size, SymInt[] pad, str mode) -> Tensor");
 }

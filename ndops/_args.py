@@ -25,6 +25,32 @@ def _is_sequence(v):
     return isinstance(v, (tuple, list, torch.Size))
 
 
+def tuple_lengths(**args):
+    """``{name: len(value)}`` for each argument given as a sequence (an int says nothing of N)."""
+    return {name: len(value) for name, value in args.items() if _is_sequence(value)}
+
+
+def declared_rank(where, *, spatial_dims=None, lengths=None):
+    """N as fixed by ``spatial_dims`` and the per-dim argument ``lengths`` (name -> N), or
+    None when neither says. ``where`` ("ndops.<op>" or "ndops.nn.<Module>") starts messages.
+    """
+    sources = {}
+    if spatial_dims is not None:
+        if not _is_int(spatial_dims) or spatial_dims < 1:
+            raise ValueError(f"{where}: spatial_dims must be an int >= 1, got {spatial_dims!r}")
+        sources["spatial_dims"] = int(spatial_dims)
+    sources.update(lengths or {})
+    if len(set(sources.values())) > 1:
+        described = ", ".join(f"{k} -> N={v}" for k, v in sources.items())
+        raise ValueError(f"{where}: conflicting numbers of spatial dims ({described})")
+    if not sources:
+        return None
+    n = next(iter(sources.values()))
+    if n < 1:
+        raise ValueError(f"{where}: at least one spatial dim is needed, got N={n}")
+    return n
+
+
 def spatial_rank(op, input, *, spatial_dims=None, per_dim=None, weight=None):
     """Return ``(n, batched)`` for ``input`` under the rules in this module's docstring.
 
@@ -32,26 +58,15 @@ def spatial_rank(op, input, *, spatial_dims=None, per_dim=None, weight=None):
     """
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"ndops.{op}: input must be a torch.Tensor, got {type(input).__name__}")
-    sources = {}
-    if spatial_dims is not None:
-        if not _is_int(spatial_dims) or spatial_dims < 1:
-            raise ValueError(f"ndops.{op}: spatial_dims must be an int >= 1, got {spatial_dims!r}")
-        sources["spatial_dims"] = int(spatial_dims)
+    lengths = {}
     if weight is not None:
         if weight.dim() < 3:
             raise ValueError(f"ndops.{op}: weight must have shape (C_out, C_in/groups, *kernel) "
                              f"with at least one spatial dim, got {tuple(weight.shape)}")
-        sources["weight"] = weight.dim() - 2
-    for name, value in (per_dim or {}).items():
-        if _is_sequence(value):
-            sources[name] = len(value)
-    if len(set(sources.values())) > 1:
-        described = ", ".join(f"{k} -> N={v}" for k, v in sources.items())
-        raise ValueError(f"ndops.{op}: conflicting numbers of spatial dims ({described})")
-    if sources:
-        n = next(iter(sources.values()))
-        if n < 1:
-            raise ValueError(f"ndops.{op}: at least one spatial dim is needed, got N={n}")
+        lengths["weight"] = weight.dim() - 2
+    lengths.update(tuple_lengths(**(per_dim or {})))
+    n = declared_rank(f"ndops.{op}", spatial_dims=spatial_dims, lengths=lengths)
+    if n is not None:
         if input.dim() == n + 2:
             return n, True
         if input.dim() == n + 1:
@@ -65,6 +80,20 @@ def spatial_rank(op, input, *, spatial_dims=None, per_dim=None, weight=None):
             f"got shape {tuple(input.shape)}; for an unbatched input pass spatial_dims= or "
             f"per-dim tuples")
     return input.dim() - 2, True
+
+
+def window_args(op, n, kernel_size, stride, padding, dilation=1):
+    """kernel_size, stride (None: kernel_size, as pooling defaults), padding and dilation of a
+    sliding-window op as checked N-tuples ``(k, s, p, d)``."""
+    k = as_tuple(op, "kernel_size", kernel_size, n)
+    s = k if stride is None else as_tuple(op, "stride", stride, n)
+    p = as_tuple(op, "padding", padding, n)
+    d = as_tuple(op, "dilation", dilation, n)
+    check_positive(op, "kernel_size", k)
+    check_positive(op, "stride", s)
+    check_positive(op, "dilation", d)
+    check_nonnegative(op, "padding", p)
+    return k, s, p, d
 
 
 def as_tuple(op, name, value, n, *, allow_none=False):

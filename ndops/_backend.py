@@ -7,18 +7,38 @@ benchmarks use to run every backend on the same cases. Forcing a backend that ca
 raises a RuntimeError naming the op, N and the backends that could.
 """
 import contextlib
-import contextvars
+import threading
 
 import torch
 
-from ._ext import has_ext_op
+from ._ext import has_extension
 
 BACKENDS = ("native", "ext", "fallback")
 
-_forced = contextvars.ContextVar("ndops_backend", default=None)
+# The forced backend, per thread. A threading.local (unlike a ContextVar) is traceable by
+# torch.compile, which guards on its value, so compiled code follows `ndops.backend(...)` too.
+_forced = threading.local()
 
-# The highest N torch itself implements, per op (ops not listed: 3).
-_NATIVE_MAX_DIMS = {"batch_norm_nd": 10**9}
+
+def _ext_kernels():
+    """{(op, device_type)} for every compiled kernel, read once at import (compile-friendly)."""
+    if not has_extension():
+        return frozenset()
+    ops = [name.split("::", 1)[1] for name in torch._C._dispatch_get_all_op_names()
+           if name.startswith("ndops::")]
+    return frozenset((op, device_type) for op in ops
+                     for device_type, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+                     if torch._C._dispatch_has_kernel_for_dispatch_key(f"ndops::{op}", key))
+
+
+_EXT_KERNELS = _ext_kernels()
+
+# The N torch itself implements, per op (ops not listed: 1 <= N <= 3).
+_NATIVE_DIMS = {
+    "batch_norm_nd": lambda n: True,  # F.batch_norm takes any rank
+    "unfold_nd": lambda n: n == 2,    # F.unfold / F.fold are 2-D only
+    "fold_nd": lambda n: n == 2,
+}
 
 # Default order of preference when nothing is forced: callable(n, device_type) -> names.
 # Measured (BENCHMARKS.md): torch's own kernels win for N <= 3; above, the compiled kernel
@@ -32,37 +52,31 @@ def backend(name):
     """Force every ndops op inside the block onto one backend.
 
     ``name`` is one of ``"native"``, ``"ext"``, ``"fallback"``, or ``None``/``"auto"`` for the
-    default choice. Nested blocks override outer ones; the setting is per thread/task.
+    default choice. Nested blocks override outer ones; the setting is per thread.
     """
     if name == "auto":
         name = None
     if name is not None and name not in BACKENDS:
         raise ValueError(f"ndops.backend: name must be one of {BACKENDS} or 'auto', got {name!r}")
-    token = _forced.set(name)
+    outer = getattr(_forced, "name", None)
+    _forced.name = name
     try:
         yield
     finally:
-        _forced.reset(token)
+        _forced.name = outer
 
 
 def forced_backend():
     """The backend forced by the innermost ``ndops.backend`` block, or None."""
-    return _forced.get()
-
-
-def _ext_can_run(op, device_type):
-    if not has_ext_op(op):
-        return False
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"ndops::{op}", key)
+    return getattr(_forced, "name", None)
 
 
 def available_backends(op, n, device="cpu"):
     """The backends able to run ``op`` with ``n`` spatial dims on ``device``, fastest first."""
     device_type = torch.device(device).type
     able = {
-        "native": n <= _NATIVE_MAX_DIMS.get(op, 3),
-        "ext": _ext_can_run(op, device_type),
+        "native": _NATIVE_DIMS.get(op, lambda n: n <= 3)(n),
+        "ext": (op, device_type) in _EXT_KERNELS,
         "fallback": True,
     }
     order = _PREFERENCE.get(op, lambda n, d: _DEFAULT_ORDER)(n, device_type)
@@ -76,7 +90,7 @@ def choose(op, n, device, native_ok=True):
     not support), so ``native`` is not offered.
     """
     able = [b for b in available_backends(op, n, device) if b != "native" or native_ok]
-    forced = _forced.get()
+    forced = forced_backend()
     if forced is None:
         return able[0]
     if forced not in able:

@@ -57,7 +57,8 @@ def _conv_transpose(n, scale, dtype):
 def _max_unpool(n, scale, dtype):
     x = _input(n, scale, dtype)
     pooled, indices = F.max_pool_nd(x, 2, return_indices=True)
-    return Case("max_unpool_nd", n, F.max_unpool_nd, (pooled, indices), {"kernel_size": 2})
+    return Case("max_unpool_nd", n, F.max_unpool_nd, (pooled, indices),
+                {"kernel_size": 2, "output_size": tuple(x.shape[2:])})
 
 
 def _fold(n, scale, dtype):

@@ -76,3 +76,14 @@ def test_ci_reads_the_readme_test_command():
     assert "<!-- ci: test command -->" in readme
     block = readme.split("<!-- ci: test command -->", 1)[1].split("```")[1]
     assert "--no-build-isolation" in block and "pytest" in block
+
+
+@pytest.mark.skipif(not ndops.has_extension(), reason="needs the compiled extension")
+def test_wrapper_compiles_fullgraph_and_follows_forced_backend():
+    x = torch.randn(1, 2, 4, 3, 4, 3)
+    compiled = torch.compile(lambda t: ndops.pad_nd(t, (1, 2) * 4, mode="reflect"),
+                             fullgraph=True, backend="aot_eager")
+    expected = ndops.pad_nd(x, (1, 2) * 4, mode="reflect")
+    torch.testing.assert_close(compiled(x), expected)
+    with ndops.backend("fallback"):
+        torch.testing.assert_close(compiled(x), expected)

@@ -1,3 +1,190 @@
-"""Placeholder: being written (replaced before commit)."""
-def conv_nd(*a, **k): raise NotImplementedError
-def conv_transpose_nd(*a, **k): raise NotImplementedError
+"""N-d convolution and transposed convolution: ``F.conv{1,2,3}d`` and
+``F.conv_transpose{1,2,3}d`` with the same arguments, defaults and output sizes, at any N."""
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from .. import _args, _backend
+from ..fallback import conv as _fallback
+
+
+def _check_tensor(op, name, value):
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"ndops.{op}: {name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def _check_groups(op, groups):
+    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups <= 0:
+        raise ValueError(f"ndops.{op}: groups must be a positive int, got {groups!r}")
+
+
+def _check_divides(op, groups, what, channels):
+    if channels % groups:
+        raise ValueError(f"ndops.{op}: groups={groups} must divide {what}, got {channels}")
+
+
+def _check_common(op, input, weight, bias, n, stride, dilation, groups):
+    """Checks shared by both ops; returns (stride, dilation) as N-tuples."""
+    _args.check_floating(op, "input", input)
+    _args.check_same_dtype_device(op, "input", input, weight=weight, bias=bias)
+    _args.check_positive(op, "kernel size (weight.shape[2:])", tuple(weight.shape[2:]))
+    stride = _args.as_tuple(op, "stride", stride, n)
+    _args.check_positive(op, "stride", stride)
+    dilation = _args.as_tuple(op, "dilation", dilation, n)
+    _args.check_positive(op, "dilation", dilation)
+    _check_groups(op, groups)
+    if any(s == 0 for s in input.shape[-n:]):
+        raise ValueError(f"ndops.{op}: input must have spatial sizes > 0, got input of shape "
+                         f"{tuple(input.shape)}")
+    return stride, dilation
+
+
+def _check_bias(op, bias, out_channels):
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise ValueError(f"ndops.{op}: bias must have shape (out_channels,) = ({out_channels},), "
+                         f"got {tuple(bias.shape)}")
+
+
+def _same_padding(kernel, dilation):
+    """torch's padding='same': d*(k-1) zeros per dim, half (rounded down) on the left and the
+    rest on the right. Returns (symmetric part, extra on the right) as N-tuples."""
+    total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    left = tuple(t // 2 for t in total)
+    return left, tuple(t - 2 * l for t, l in zip(total, left))
+
+
+def _conv_padding(op, padding, n, stride, kernel, dilation):
+    """conv_nd's padding as (symmetric part, extra zeros on the right), both N-tuples."""
+    if padding == "valid":
+        return (0,) * n, (0,) * n
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            raise ValueError(f"ndops.{op}: padding='same' needs stride 1 in every dim (as in "
+                             f"torch), got stride={stride}")
+        return _same_padding(kernel, dilation)
+    if isinstance(padding, str):
+        raise ValueError(f"ndops.{op}: padding must be an int, a tuple of {n} ints, 'same' or "
+                         f"'valid', got {padding!r}")
+    symmetric = _args.as_tuple(op, "padding", padding, n)
+    _args.check_nonnegative(op, "padding", symmetric)
+    return symmetric, (0,) * n
+
+
+def _pad_right(x, extra):
+    """Zero-pad the spatial dims of ``x`` by ``extra`` (an N-tuple) at their right ends."""
+    if not any(extra):
+        return x
+    return F.pad(x, [v for e in reversed(extra) for v in (0, e)])
+
+
+def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+            spatial_dims=None):
+    """N-d convolution: ``F.conv1d/2d/3d`` for any number N of spatial dims.
+
+    input (B, C_in, *spatial) or unbatched (C_in, *spatial); weight (C_out, C_in/groups,
+    *kernel); bias (C_out,) or None; output (B, C_out, *out), out = (in + 2p - d(k-1) - 1)//s + 1.
+    padding: int, N-tuple, 'valid' or 'same' (stride 1 only; an odd total puts the extra zero
+    on the right, as torch does). N is weight.dim() - 2 (rules in ``ndops._args``).
+    Differences from torch: any N; bad arguments raise ValueError (torch: RuntimeError).
+    """
+    op = "conv_nd"
+    _check_tensor(op, "weight", weight)
+    if bias is not None:
+        _check_tensor(op, "bias", bias)
+    n, batched = _args.spatial_rank(op, input, spatial_dims=spatial_dims, weight=weight,
+                                    per_dim={"stride": stride, "padding": padding,
+                                             "dilation": dilation})
+    stride, dilation = _check_common(op, input, weight, bias, n, stride, dilation, groups)
+    kernel = tuple(weight.shape[2:])
+    out_channels, in_channels = weight.shape[0], input.shape[-n - 1]
+    _check_divides(op, groups, "in_channels (input.shape[-N-1])", in_channels)
+    _check_divides(op, groups, "out_channels (weight.shape[0])", out_channels)
+    if out_channels == 0:
+        raise ValueError(f"ndops.{op}: weight must have out_channels (weight.shape[0]) > 0, "
+                         f"got weight of shape {tuple(weight.shape)}")
+    if weight.shape[1] * groups != in_channels:
+        raise ValueError(
+            f"ndops.{op}: input must have in_channels = weight.shape[1] * groups = "
+            f"{weight.shape[1] * groups} channels (weight shape {tuple(weight.shape)}, "
+            f"groups={groups}, in_channels/groups = weight.shape[1]), got input of shape "
+            f"{tuple(input.shape)}")
+    _check_bias(op, bias, out_channels)
+
+    symmetric, extra = _conv_padding(op, padding, n, stride, kernel, dilation)
+    in_size = input.shape[-n:]
+    out_size = [(i + 2 * p + e - d * (k - 1) - 1) // s + 1 for i, p, e, d, k, s in
+                zip(in_size, symmetric, extra, dilation, kernel, stride)]
+    _args.check_output_size(op, out_size, in_size)
+
+    x = _args.with_batch(input, batched)
+    impl = _backend.choose(op, n, input.device)
+    if impl == "native":
+        torch_padding = padding if isinstance(padding, str) else symmetric
+        out = getattr(F, f"conv{n}d")(x, weight, bias, stride, torch_padding, dilation, groups)
+    else:
+        x = _pad_right(x, extra)
+        if impl == "ext":
+            out = torch.ops.ndops.conv_nd(x, weight, bias, stride, symmetric, dilation, groups)
+        else:
+            out = _fallback.conv_nd(x, weight, bias, stride, symmetric, dilation, groups)
+    return _args.drop_batch(out, batched)
+
+
+def conv_transpose_nd(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                      dilation=1, *, spatial_dims=None):
+    """N-d transposed convolution: ``F.conv_transpose1d/2d/3d`` for any number N of spatial dims.
+
+    input (B, C_in, *spatial) or unbatched (C_in, *spatial); weight (C_in, C_out/groups,
+    *kernel); bias (C_out,) or None; output (B, C_out, *out),
+    out = (in - 1)*s - 2p + d(k-1) + output_padding + 1, output_padding < max(s, d) per dim.
+    N is weight.dim() - 2 (rules in ``ndops._args``).
+    Differences from torch: any N; bad arguments raise ValueError (torch: RuntimeError).
+    """
+    op = "conv_transpose_nd"
+    _check_tensor(op, "weight", weight)
+    if bias is not None:
+        _check_tensor(op, "bias", bias)
+    n, batched = _args.spatial_rank(op, input, spatial_dims=spatial_dims, weight=weight,
+                                    per_dim={"stride": stride, "padding": padding,
+                                             "output_padding": output_padding,
+                                             "dilation": dilation})
+    stride, dilation = _check_common(op, input, weight, bias, n, stride, dilation, groups)
+    kernel = tuple(weight.shape[2:])
+    in_channels = input.shape[-n - 1]
+    if weight.shape[0] != in_channels:
+        raise ValueError(
+            f"ndops.{op}: input must have in_channels = weight.shape[0] = {weight.shape[0]} "
+            f"channels (weight shape {tuple(weight.shape)} is (C_in, C_out/groups, *kernel)), "
+            f"got input of shape {tuple(input.shape)}")
+    _check_divides(op, groups, "in_channels (weight.shape[0])", in_channels)
+    if weight.shape[1] == 0:
+        raise ValueError(f"ndops.{op}: weight must have out_channels/groups (weight.shape[1]) "
+                         f"> 0, got weight of shape {tuple(weight.shape)}")
+    out_channels = weight.shape[1] * groups
+    _check_bias(op, bias, out_channels)
+    padding = _args.as_tuple(op, "padding", padding, n)
+    _args.check_nonnegative(op, "padding", padding)
+    output_padding = _args.as_tuple(op, "output_padding", output_padding, n)
+    _args.check_nonnegative(op, "output_padding", output_padding)
+    if any(q >= max(s, d) for q, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"ndops.{op}: output_padding must be smaller than stride or dilation in "
+                         f"every dim, got output_padding={output_padding}, stride={stride}, "
+                         f"dilation={dilation}")
+    in_size = input.shape[-n:]
+    out_size = [(i - 1) * s - 2 * p + d * (k - 1) + q + 1 for i, s, p, d, k, q in
+                zip(in_size, stride, padding, dilation, kernel, output_padding)]
+    _args.check_output_size(op, out_size, in_size)
+
+    x = _args.with_batch(input, batched)
+    impl = _backend.choose(op, n, input.device)
+    if impl == "native":
+        out = getattr(F, f"conv_transpose{n}d")(x, weight, bias, stride, padding, output_padding,
+                                                groups, dilation)
+    elif impl == "ext":
+        out = torch.ops.ndops.conv_transpose_nd(x, weight, bias, stride, padding, output_padding,
+                                                groups, dilation)
+    else:
+        out = _fallback.conv_transpose_nd(x, weight, bias, stride, padding, output_padding,
+                                          groups, dilation)
+    return _args.drop_batch(out, batched)
