@@ -2,7 +2,7 @@
 //
 // Kernels register per backend in csrc/cpu/<family>.cpp (TORCH_LIBRARY_IMPL(ndops, CPU, m))
 // and csrc/cuda/<family>.cu. Backward passes are ops of their own (named _<op>_backward);
-// autograd and fake (meta) kernels are attached from Python in ndops/_ops.py.
+// autograd and fake (meta) kernels are attached from Python in ndops/_ops/<family>.py.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -25,4 +25,12 @@ TORCH_LIBRARY(ndops, m) {
   // _pad_nd_backward sums grad_output into the input coordinates each element copied.
   m.def("pad_nd(Tensor input, SymInt[] pad, str mode, float value) -> Tensor");
   m.def("_pad_nd_backward(Tensor grad_output, SymInt[] input_size, SymInt[] pad, str mode) -> Tensor");
+
+  // ---- convolution (csrc/cpu/conv.cpp) ---------------------------------------------------
+
+  // ---- pooling (csrc/cpu/pool.cpp) ---------------------------------------------------------
+
+  // ---- interpolation (csrc/cpu/interpolate.cpp) --------------------------------------------
+
+  // ---- batch norm + activation (csrc/cpu/batch_norm.cpp) -----------------------------------
 }

@@ -40,11 +40,17 @@ _NATIVE_DIMS = {
     "fold_nd": lambda n: n == 2,
 }
 
-# Default order of preference when nothing is forced: callable(n, device_type) -> names.
-# Measured (BENCHMARKS.md): torch's own kernels win for N <= 3; above, the compiled kernel
-# beats the fallback wherever one exists.
+# Default order of preference when nothing is forced. Measured (BENCHMARKS.md): torch's own
+# kernels win for N <= 3; above, the compiled kernel beats the fallback wherever one exists.
+# An op whose measurements say otherwise registers its own order with ``set_preference``.
 _DEFAULT_ORDER = ("native", "ext", "fallback")
 _PREFERENCE = {}
+
+
+def set_preference(op, order):
+    """Make ``order(n, device_type) -> tuple of backend names`` the default order for ``op``
+    (called by the functional module of ``op``, with the benchmark that justifies it)."""
+    _PREFERENCE[op] = order
 
 
 @contextlib.contextmanager

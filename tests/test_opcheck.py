@@ -1,43 +1,32 @@
 """torch.library.opcheck (schema, autograd registration, fake kernel, AOT dispatch) for every
-op in torch.ops.ndops, on the sample inputs in SAMPLES, with and without requires_grad.
+op in torch.ops.ndops, on the sample inputs of tests/opcheck_samples/<family>.py, with and
+without requires_grad.
 
-A new op must add samples here: test_every_op_has_samples fails otherwise.
+A new op must add samples there: test_every_op_has_samples fails otherwise.
 """
+import importlib
+import pkgutil
+
 import pytest
 import torch
 
 import ndops
+import opcheck_samples
 
 pytestmark = pytest.mark.skipif(not ndops.has_extension(),
                                 reason=f"extension not built: {ndops.load_error()}")
 
 
-def rand(*shape):
-    return torch.randn(shape, dtype=torch.float64)
+def _collect_samples():
+    """Merge SAMPLES of every module in tests/opcheck_samples/ (one module per op family)."""
+    merged = {}
+    for info in pkgutil.iter_modules(opcheck_samples.__path__):
+        family = importlib.import_module(f"opcheck_samples.{info.name}")
+        merged.update(family.SAMPLES)
+    return merged
 
 
-def pad_grad_sample(input_shape, pad, mode):
-    """Arguments of _pad_nd_backward: a grad_output shaped like pad_nd's output."""
-    out_shape = torch.ops.ndops.pad_nd(torch.zeros(input_shape), pad, mode, 0.0).shape
-    return rand(*out_shape), list(input_shape), pad, mode
-
-
-# op name -> functions returning a tuple of positional arguments (fresh tensors each call).
-SAMPLES = {
-    "pad_nd": [
-        lambda: (rand(2, 3, 4, 5), [1, 2, -1, 1], "constant", 0.5),
-        lambda: (rand(1, 2, 3, 4, 3, 2), [1, 1, 2, 0, 0, 1, 2, 1], "reflect", 0.0),
-        lambda: (rand(2, 3, 4), [2, 3], "replicate", 0.0),
-        lambda: (rand(1, 2, 3, 4, 3), [-1, 2, 3, 0, 1, 1], "circular", 0.0),
-        lambda: (torch.randint(0, 9, (2, 3, 4)), [1, 1], "constant", 2.0),
-    ],
-    "_pad_nd_backward": [
-        lambda: pad_grad_sample((2, 3, 4, 5), [1, 2, -1, 1], "constant"),
-        lambda: pad_grad_sample((1, 2, 3, 4, 3, 2), [1, 1, 2, 0, 0, 1, 2, 1], "reflect"),
-        lambda: pad_grad_sample((2, 3, 4), [2, 3], "replicate"),
-        lambda: pad_grad_sample((1, 2, 3, 4, 3), [-1, 2, 3, 0, 1, 1], "circular"),
-    ],
-}
+SAMPLES = _collect_samples()
 
 
 def registered_ops():
@@ -49,7 +38,7 @@ def registered_ops():
 def test_every_op_has_samples():
     ops = registered_ops()
     missing = [op for op in ops if not SAMPLES.get(op)]
-    assert not missing, f"ops without opcheck samples in tests/test_opcheck.py: {missing}"
+    assert not missing, f"ops without opcheck samples in tests/opcheck_samples/: {missing}"
     stale = sorted(set(SAMPLES) - set(ops))
     assert not stale, f"SAMPLES names ops that are not registered: {stale}"
 

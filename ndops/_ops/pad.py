@@ -1,18 +1,9 @@
-"""Python-side registrations for the compiled ops in ``torch.ops.ndops``.
-
-The schemas and CPU/CUDA kernels come from the extension (``csrc/``); this module attaches
-what torch expects from Python: autograd formulas (``torch.library.register_autograd``, the
-backward of each op being an op of its own) and fake kernels (``torch.library.register_fake``,
-output shapes from symbolic sizes, used by torch.compile and opcheck). One block per op
-family; nothing is registered when the extension is not built.
-"""
+"""torch.library registrations for pad_nd and _pad_nd_backward (csrc/cpu/pad.cpp)."""
 import torch
 
-from ._ext import has_extension
 
-
-def _register_pad():
-    """pad_nd and _pad_nd_backward (csrc/cpu/pad.cpp)."""
+def register():
+    """Attach the fake kernels and autograd of pad_nd and its backward."""
 
     def padded_shape(sizes, pad):
         torch._check(len(pad) % 2 == 0, lambda: f"ndops::pad_nd: odd pad length {len(pad)}")
@@ -54,7 +45,3 @@ def _register_pad():
     torch.library.register_autograd("ndops::pad_nd", pad_backward, setup_context=setup_pad)
     torch.library.register_autograd("ndops::_pad_nd_backward", pad_backward_backward,
                                     setup_context=setup_pad_backward)
-
-
-if has_extension():
-    _register_pad()
