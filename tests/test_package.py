@@ -87,3 +87,21 @@ def test_wrapper_compiles_fullgraph_and_follows_forced_backend():
     torch.testing.assert_close(compiled(x), expected)
     with ndops.backend("fallback"):
         torch.testing.assert_close(compiled(x), expected)
+
+
+def test_setup_stops_at_once_without_torch():
+    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['setup.py', '--version']; "
+            "exec(compile(open('setup.py').read(), 'setup.py', 'exec'))")
+    result = _python(code, cwd=ROOT)
+    assert result.returncode != 0
+    assert "install torch first" in result.stderr.lower() or "Install torch first" in result.stderr
+    assert "--no-build-isolation" in result.stderr
+
+
+def test_readme_usage_example_runs():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    example = readme.split("```python", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["z"].shape == (2, 8, 4, 8, 8, 8)
+    torch.testing.assert_close(namespace["z2"], namespace["z"])

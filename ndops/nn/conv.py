@@ -11,8 +11,7 @@ by code that looks for ``isinstance(m, torch.nn.modules.conv._ConvNd)`` (weight 
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 
 from .. import functional
-from .._args import as_tuple, check_nonnegative, check_positive
-from .._args import tuple_lengths
+from .._args import as_tuple, check_nonnegative, check_positive, tuple_lengths
 from ._spatial import resolve_spatial_dims
 
 
