@@ -31,6 +31,31 @@ TORCH_LIBRARY(ndops, m) {
   // ---- pooling (csrc/cpu/pool.cpp) ---------------------------------------------------------
 
   // ---- interpolation (csrc/cpu/interpolate.cpp) --------------------------------------------
+  // interpolate_nd: resample the trailing len(output_size) dims of an input of any rank (the
+  // leading dims are independent planes) to output_size. scales: the user's scale factors (they
+  // set the source coordinates, as in torch) or None (ratio in/out). mode: "nearest" |
+  // "nearest-exact" | "linear" (multilinear); align_corners is used by "linear" only.
+  // antialias=True has no compiled kernel (ndops.interpolate_nd runs its fallback for it).
+  // _interpolate_nd_backward: the adjoint, grad_output (shape of the output) -> input_size.
+  // A channels-last (B, C, *spatial) input, or grad_output, gives a channels-last result.
+  m.def("interpolate_nd(Tensor input, SymInt[] output_size, float[]? scales, str mode, "
+        "bool align_corners, bool antialias) -> Tensor");
+  m.def("_interpolate_nd_backward(Tensor grad_output, SymInt[] output_size, SymInt[] input_size, "
+        "float[]? scales, str mode, bool align_corners) -> Tensor");
 
   // ---- batch norm + activation (csrc/cpu/batch_norm.cpp) -----------------------------------
+  // batch_norm_act_nd: act(F.batch_norm(...)), activation "none" | "relu" | "leaky_relu"
+  // (negative_slope) | "silu" | "gelu" | "gelu_tanh". Functional: returns (output, save_mean,
+  // save_invstd, new_running_mean, new_running_var); the caller copies the new running stats
+  // into its buffers (they equal the given ones in eval mode or for an empty batch; shape (0,)
+  // when none are given). save_* are float32 for half/bfloat16 inputs.
+  // _batch_norm_act_nd_backward: (grad_input, grad_weight, grad_bias); recomputes the
+  // pre-activation from input, save_mean, save_invstd, weight and bias. eps is read by the
+  // double backward only (which recomputes the batch statistics in training mode).
+  m.def("batch_norm_act_nd(Tensor input, Tensor? running_mean, Tensor? running_var, "
+        "Tensor? weight, Tensor? bias, bool training, float momentum, float eps, "
+        "str activation, float negative_slope) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("_batch_norm_act_nd_backward(Tensor grad_output, Tensor input, Tensor? weight, "
+        "Tensor? bias, Tensor save_mean, Tensor save_invstd, bool training, float eps, "
+        "str activation, float negative_slope) -> (Tensor, Tensor, Tensor)");
 }

@@ -1,0 +1,81 @@
+// Host side of interpolate_nd, shared by the CPU and CUDA launchers: the mode string, the
+// per-dim geometry of a call and the checks that make common/interp.h's maps valid. The Python
+// wrapper (ndops/functional/interpolate.py) checks the same rules first, with friendlier
+// messages; these are the second line of defence for direct torch.ops calls.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+#include <c10/util/Exception.h>
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace ndops {
+
+enum class InterpMode { kNearest, kNearestExact, kLinear };
+
+inline InterpMode parse_interp_mode(std::string_view mode) {
+  if (mode == "nearest") return InterpMode::kNearest;
+  if (mode == "nearest-exact") return InterpMode::kNearestExact;
+  TORCH_CHECK(mode == "linear", "ndops::interpolate_nd: mode must be 'nearest', ",
+              "'nearest-exact' or 'linear' ('area' runs adaptive_avg_pool_nd), got '", mode,
+              "'");
+  return InterpMode::kLinear;
+}
+
+// The trailing ndim dims of a tensor are interpolated; the leading ones index independent
+// "planes" (batch and channels).
+struct InterpGeometry {
+  int ndim = 0;
+  int64_t planes = 1;
+  std::vector<int64_t> in_sizes, out_sizes;
+  std::vector<double> scales;  // the user's scale factors, or -1: none (the ratio is in/out)
+  InterpMode mode = InterpMode::kNearest;
+  bool align_corners = false;
+};
+
+inline InterpGeometry interp_geometry(c10::IntArrayRef input_sizes,
+                                      c10::IntArrayRef output_size,
+                                      c10::ArrayRef<double> scales, InterpMode mode,
+                                      bool align_corners) {
+  InterpGeometry g;
+  g.mode = mode;
+  g.align_corners = align_corners && mode == InterpMode::kLinear;
+  g.ndim = static_cast<int>(output_size.size());
+  const int64_t rank = static_cast<int64_t>(input_sizes.size());
+  TORCH_CHECK(g.ndim >= 1 && g.ndim <= rank, "ndops::interpolate_nd: output_size must have ",
+              "between 1 and input.dim() = ", rank, " entries, got ", output_size);
+  TORCH_CHECK(scales.empty() || scales.size() == output_size.size(), "ndops::interpolate_nd: ",
+              "scales must have one entry per interpolated dim (", g.ndim, "), got ",
+              scales.size());
+  for (int64_t i = 0; i < rank - g.ndim; ++i) g.planes *= input_sizes[i];
+  for (int d = 0; d < g.ndim; ++d) {
+    const int64_t in = input_sizes[rank - g.ndim + d], out = output_size[d];
+    TORCH_CHECK(in > 0 && out > 0, "ndops::interpolate_nd: interpolated sizes must be > 0, ",
+                "got input ", in, " -> output ", out, " in dim ", rank - g.ndim + d);
+    g.in_sizes.push_back(in);
+    g.out_sizes.push_back(out);
+    g.scales.push_back(scales.empty() ? -1.0 : scales[d]);
+  }
+  return g;
+}
+
+// The interpolated tensor's sizes: the leading dims of input_sizes, then g.out_sizes.
+inline std::vector<int64_t> interp_output_sizes(c10::IntArrayRef input_sizes,
+                                                const InterpGeometry& g) {
+  std::vector<int64_t> sizes(input_sizes.begin(), input_sizes.end() - g.ndim);
+  sizes.insert(sizes.end(), g.out_sizes.begin(), g.out_sizes.end());
+  return sizes;
+}
+
+// Whether t (B, C, *spatial), ndim spatial dims, is laid out channels-last (C fastest) and not
+// also contiguous. Such a tensor is resampled as the contiguous (B, *spatial, C) with the
+// channel dim kept as an extra, unchanged last dim, and its result is channels-last too.
+inline bool interp_channels_last(const at::Tensor& t, int64_t ndim) {
+  return t.dim() == ndim + 2 && !t.is_contiguous() && t.movedim(1, -1).is_contiguous();
+}
+
+}  // namespace ndops

@@ -1,0 +1,463 @@
+// CPU kernels of batch_norm_act_nd and _batch_norm_act_nd_backward (schemas: csrc/ndops.cpp;
+// per-element math: csrc/common/welford.h, activation.h, batch_norm.h). The input (B, C,
+// *spatial) of any N is seen as B x C planes of S = prod(spatial) contiguous elements.
+//
+// The op is bound by memory traffic, so:
+// - Training sweeps each tensor twice (statistics, then the normalization that needs them),
+//   per group of channels small enough to stay in the last-level cache: the second sweep reads
+//   from cache and DRAM sees every input element once. Planes are cut into pieces that the
+//   threads share, so the work splits for any B and C (one channel included); pieces, groups
+//   and their barrier-free scheduling: csrc/cpu/channel_sweeps.h.
+// - Per-piece partials (Welford statistics, gradient sums) are merged in a fixed order: results
+//   do not depend on the thread count.
+// - Outputs are written exactly once, into buffers asked to be backed by huge pages (see
+//   empty_for_single_write).
+//
+// NB: under GCC's default -ftrapping-math the vectorizer keeps the selects of relu-like
+// activations and their derivatives (`z > 0 ? ...`) as branches (measured: relu's backward 7x
+// slower than no activation). Nothing here relies on floating-point exceptions, so this file is
+// compiled without that assumption; the pragma precedes every include so that all functions
+// of the file share the options and inline into each other.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "common/activation.h"
+#include "common/batch_norm.h"
+#include "common/welford.h"
+#include "cpu/channel_sweeps.h"
+
+namespace ndops {
+namespace {
+
+constexpr int kLanes = 16;  // independent partial sums: vectorizable reductions
+
+// The per-piece loops are also compiled for AVX-512 and for AVX2 + FMA, the variant picked at
+// load time for the CPU (GCC function multiversioning); the extension targets baseline x86-64.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define NDOPS_CPU_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define NDOPS_CPU_CLONES
+#endif
+
+Activation parse_activation(std::string_view name) {
+  if (name == "none") return Activation::kNone;
+  if (name == "relu") return Activation::kRelu;
+  if (name == "leaky_relu") return Activation::kLeakyRelu;
+  if (name == "silu") return Activation::kSilu;
+  if (name == "gelu") return Activation::kGelu;
+  TORCH_CHECK(name == "gelu_tanh", "ndops::batch_norm_act_nd: activation must be 'none', ",
+              "'relu', 'leaky_relu', 'silu', 'gelu' or 'gelu_tanh', got '", name, "'");
+  return Activation::kGeluTanh;
+}
+
+// Runs body(tag) with tag an std::integral_constant holding `act`, so kernels take the
+// activation as a template parameter.
+template <typename Body>
+void dispatch_activation(Activation act, const Body& body) {
+  using A = Activation;
+  switch (act) {
+    case A::kNone: return body(std::integral_constant<A, A::kNone>{});
+    case A::kRelu: return body(std::integral_constant<A, A::kRelu>{});
+    case A::kLeakyRelu: return body(std::integral_constant<A, A::kLeakyRelu>{});
+    case A::kSilu: return body(std::integral_constant<A, A::kSilu>{});
+    case A::kGelu: return body(std::integral_constant<A, A::kGelu>{});
+    case A::kGeluTanh: return body(std::integral_constant<A, A::kGeluTanh>{});
+  }
+}
+
+// A contiguous tensor that the kernel fills completely, once. NB: a fresh buffer above glibc's
+// mmap threshold (32 MiB) page-faults on every first-touched 4 KiB page, which here made
+// writing it ~4x slower than writing an existing buffer (85 MB: 74 vs 18 ms); asking for
+// transparent huge pages before the first write cuts the faults 512-fold. Advisory: ignored
+// where unsupported or disabled.
+at::Tensor empty_for_single_write(c10::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor out = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  if (out.nbytes() >= (size_t{32} << 20)) {
+    const auto begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+    const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+    const uintptr_t last = (begin + out.nbytes()) & ~(kHuge - 1);
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  }
+#endif
+  return out;
+}
+
+template <typename acc_t>
+acc_t lane_total(const acc_t (&lanes)[kLanes]) {
+  acc_t total = 0;
+  for (int k = 0; k < kLanes; ++k) total += lanes[k];
+  return total;
+}
+
+// Mean and M2 of x[0, n): two passes over the whole lanes (the second from cache), then
+// Welford updates for the remainder.
+template <typename acc_t, typename scalar_t>
+NDOPS_CPU_CLONES
+WelfordStats<acc_t> piece_stats(const scalar_t* x, int64_t n) {
+  const int64_t whole = n - n % kLanes;
+  WelfordStats<acc_t> stats;
+  if (whole > 0) {
+    acc_t sums[kLanes] = {};
+    for (int64_t i = 0; i < whole; i += kLanes) {
+      for (int k = 0; k < kLanes; ++k) sums[k] += static_cast<acc_t>(x[i + k]);
+    }
+    const acc_t mean = lane_total(sums) / static_cast<acc_t>(whole);
+    acc_t squares[kLanes] = {};
+    for (int64_t i = 0; i < whole; i += kLanes) {
+      for (int k = 0; k < kLanes; ++k) {
+        const acc_t d = static_cast<acc_t>(x[i + k]) - mean;
+        squares[k] += d * d;
+      }
+    }
+    stats = {mean, lane_total(squares), whole};
+  }
+  for (int64_t i = whole; i < n; ++i) welford_update(stats, static_cast<acc_t>(x[i]));
+  return stats;
+}
+
+template <typename acc_t>
+struct ChannelParameters {
+  std::vector<acc_t> weight, bias;  // 1 and 0 where not given
+  acc_t negative_slope;
+};
+
+template <Activation kAct, typename scalar_t, typename acc_t>
+NDOPS_CPU_CLONES
+void normalize_piece(const scalar_t* x, scalar_t* y, int64_t n, ChannelAffine<acc_t> affine,
+                     acc_t negative_slope) {
+  for (int64_t i = 0; i < n; ++i) {
+    const acc_t z = static_cast<acc_t>(x[i]) * affine.scale + affine.shift;
+    y[i] = static_cast<scalar_t>(activation_forward<kAct>(z, negative_slope));
+  }
+}
+
+// Training forward: batch statistics, then y = act(x * scale + shift), per channel group.
+// Fills mean and invstd and returns each channel's statistics (for the running statistics).
+template <Activation kAct, typename scalar_t, typename acc_t>
+std::vector<WelfordStats<acc_t>> forward_training(const scalar_t* x, scalar_t* y,
+                                                  const Planes& p,
+                                                  const ChannelParameters<acc_t>& params,
+                                                  double eps, acc_t* mean, acc_t* invstd) {
+  const int64_t per_channel = p.pieces_per_channel();
+  std::vector<WelfordStats<acc_t>> stats(p.channels), partial(p.channels * per_channel);
+  std::vector<ChannelAffine<acc_t>> affine(p.channels);
+  two_sweeps(
+      p, channels_per_group(p, sizeof(scalar_t)),
+      [&](int64_t item, int64_t, int64_t offset, int64_t n) {
+        partial[item] = piece_stats<acc_t>(x + offset, n);
+      },
+      [&](int64_t c_begin, int64_t c_end) {
+        for (int64_t c = c_begin; c < c_end; ++c) {
+          for (int64_t i = 0; i < per_channel; ++i) {
+            stats[c] = welford_merge(stats[c], partial[c * per_channel + i]);
+          }
+          mean[c] = stats[c].mean;
+          invstd[c] = inverse_std(welford_biased_var(stats[c]), eps);
+          affine[c] = channel_affine(mean[c], invstd[c], params.weight[c], params.bias[c]);
+        }
+      },
+      [&](int64_t, int64_t c, int64_t offset, int64_t n) {
+        normalize_piece<kAct>(x + offset, y + offset, n, affine[c], params.negative_slope);
+      });
+  return stats;
+}
+
+// Eval forward: one sweep with the given (running) statistics.
+template <Activation kAct, typename scalar_t, typename acc_t>
+void forward_eval(const scalar_t* x, scalar_t* y, const Planes& p,
+                  const ChannelParameters<acc_t>& params, const acc_t* mean,
+                  const acc_t* invstd) {
+  std::vector<ChannelAffine<acc_t>> affine(p.channels);
+  for (int64_t c = 0; c < p.channels; ++c) {
+    affine[c] = channel_affine(mean[c], invstd[c], params.weight[c], params.bias[c]);
+  }
+  for_each_piece(p, [&](int64_t, int64_t c, int64_t offset, int64_t n) {
+    normalize_piece<kAct>(x + offset, y + offset, n, affine[c], params.negative_slope);
+  });
+}
+
+// Gradient at the pre-activation z = x * scale + shift (recomputed from x, not saved).
+template <Activation kAct, typename acc_t>
+inline acc_t pre_activation_grad(acc_t x, acc_t dy, ChannelAffine<acc_t> affine,
+                                 acc_t negative_slope) {
+  return dy * activation_derivative<kAct>(x * affine.scale + affine.shift, negative_slope);
+}
+
+template <typename acc_t>
+struct GradSums {
+  acc_t dz = 0, dz_centered = 0;  // sum(dz), sum(dz * (x - mean))
+};
+
+// GradSums of one piece; with kWriteGrad also dx = dz * dz_coef (eval mode, one sweep).
+template <Activation kAct, bool kWriteGrad, typename scalar_t, typename acc_t>
+NDOPS_CPU_CLONES
+GradSums<acc_t> grad_sums_piece(const scalar_t* x, const scalar_t* dy, scalar_t* dx, int64_t n,
+                                acc_t mean, ChannelAffine<acc_t> affine, acc_t negative_slope,
+                                acc_t dz_coef) {
+  acc_t dz_sums[kLanes] = {}, centered_sums[kLanes] = {};
+  const auto visit = [&](int64_t i, int lane) {
+    const acc_t xv = static_cast<acc_t>(x[i]);
+    const acc_t dz = pre_activation_grad<kAct>(xv, static_cast<acc_t>(dy[i]), affine,
+                                               negative_slope);
+    dz_sums[lane] += dz;
+    centered_sums[lane] += dz * (xv - mean);
+    if constexpr (kWriteGrad) dx[i] = static_cast<scalar_t>(dz * dz_coef);
+  };
+  const int64_t whole = n - n % kLanes;
+  for (int64_t i = 0; i < whole; i += kLanes) {
+    for (int k = 0; k < kLanes; ++k) visit(i + k, k);
+  }
+  for (int64_t i = whole; i < n; ++i) visit(i, static_cast<int>(i - whole));
+  GradSums<acc_t> sums;
+  sums.dz = lane_total(dz_sums);
+  sums.dz_centered = lane_total(centered_sums);
+  return sums;
+}
+
+template <Activation kAct, typename scalar_t, typename acc_t>
+NDOPS_CPU_CLONES
+void grad_input_piece(const scalar_t* x, const scalar_t* dy, scalar_t* dx, int64_t n,
+                      acc_t mean, ChannelAffine<acc_t> affine, acc_t negative_slope,
+                      GradInputCoefficients<acc_t> k) {
+  for (int64_t i = 0; i < n; ++i) {
+    const acc_t xv = static_cast<acc_t>(x[i]);
+    const acc_t dz = pre_activation_grad<kAct>(xv, static_cast<acc_t>(dy[i]), affine,
+                                               negative_slope);
+    dx[i] = static_cast<scalar_t>(dz * k.dz_coef + (xv - mean) * k.centered_coef + k.constant);
+  }
+}
+
+// Backward: fills dx and returns each channel's GradSums. Eval: one sweep (dx needs no sums).
+// Training: per channel group, a sweep for the sums, then one for dx.
+template <Activation kAct, typename scalar_t, typename acc_t>
+std::vector<GradSums<acc_t>> backward(bool training, const scalar_t* x, const scalar_t* dy,
+                                      scalar_t* dx, const Planes& p,
+                                      const ChannelParameters<acc_t>& params, const acc_t* mean,
+                                      const acc_t* invstd) {
+  const int64_t per_channel = p.pieces_per_channel();
+  std::vector<GradSums<acc_t>> sums(p.channels), partial(p.channels * per_channel);
+  std::vector<ChannelAffine<acc_t>> affine(p.channels);
+  std::vector<GradInputCoefficients<acc_t>> coef(p.channels);
+  for (int64_t c = 0; c < p.channels; ++c) {
+    affine[c] = channel_affine(mean[c], invstd[c], params.weight[c], params.bias[c]);
+  }
+  const acc_t slope = params.negative_slope;
+  const auto add_sums = [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      for (int64_t i = 0; i < per_channel; ++i) {
+        sums[c].dz += partial[c * per_channel + i].dz;
+        sums[c].dz_centered += partial[c * per_channel + i].dz_centered;
+      }
+      coef[c] = grad_input_coefficients(training, invstd[c], params.weight[c], sums[c].dz,
+                                        sums[c].dz_centered, p.values_per_channel());
+    }
+  };
+  if (!training) {
+    for_each_piece(p, [&](int64_t item, int64_t c, int64_t offset, int64_t n) {
+      partial[item] = grad_sums_piece<kAct, true>(x + offset, dy + offset, dx + offset, n,
+                                                  mean[c], affine[c], slope,
+                                                  params.weight[c] * invstd[c]);
+    });
+    add_sums(0, p.channels);
+    return sums;
+  }
+  two_sweeps(
+      p, channels_per_group(p, 2 * sizeof(scalar_t)),
+      [&](int64_t item, int64_t c, int64_t offset, int64_t n) {
+        partial[item] = grad_sums_piece<kAct, false>(x + offset, dy + offset, dx, n, mean[c],
+                                                     affine[c], slope, acc_t(0));
+      },
+      add_sums,
+      [&](int64_t, int64_t c, int64_t offset, int64_t n) {
+        grad_input_piece<kAct>(x + offset, dy + offset, dx + offset, n, mean[c], affine[c],
+                               slope, coef[c]);
+      });
+  return sums;
+}
+
+bool given(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
+void check_per_channel(const std::optional<at::Tensor>& t, const char* name, int64_t channels,
+                       const char* op) {
+  TORCH_CHECK(!given(t) || (t->dim() == 1 && t->size(0) == channels), "ndops::", op, ": ", name,
+              " must have shape (C,) = (", channels, ",), got ", t->sizes());
+}
+
+// The values of a (C,) tensor as acc_t, or `fill` everywhere when it is not given.
+template <typename acc_t>
+std::vector<acc_t> channel_values(const std::optional<at::Tensor>& t, acc_t fill,
+                                  int64_t channels) {
+  std::vector<acc_t> values(channels, fill);
+  if (given(t)) {
+    const at::Tensor converted = t->to(c10::CppTypeToScalarType<acc_t>::value).contiguous();
+    std::copy_n(converted.const_data_ptr<acc_t>(), channels, values.begin());
+  }
+  return values;
+}
+
+using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+ForwardResult batch_norm_act_nd_cpu(const at::Tensor& input,
+                                    const std::optional<at::Tensor>& running_mean,
+                                    const std::optional<at::Tensor>& running_var,
+                                    const std::optional<at::Tensor>& weight,
+                                    const std::optional<at::Tensor>& bias, bool training,
+                                    double momentum, double eps, std::string_view activation,
+                                    double negative_slope) {
+  constexpr const char* kOp = "batch_norm_act_nd";
+  const Activation act = parse_activation(activation);
+  TORCH_CHECK(input.dim() >= 2, "ndops::batch_norm_act_nd: input must have shape (B, C, ",
+              "*spatial), got ", input.sizes());
+  TORCH_CHECK(at::isFloatingType(input.scalar_type()), "ndops::batch_norm_act_nd: input must ",
+              "be a floating-point tensor, got ", input.scalar_type());
+  const Planes p(input.sizes());
+  const bool tracked = given(running_mean);
+  TORCH_CHECK(tracked == given(running_var), "ndops::batch_norm_act_nd: running_mean and ",
+              "running_var must both be given or both be None");
+  TORCH_CHECK(training || tracked, "ndops::batch_norm_act_nd: running_mean and running_var ",
+              "must be given when training=False");
+  check_per_channel(running_mean, "running_mean", p.channels, kOp);
+  check_per_channel(running_var, "running_var", p.channels, kOp);
+  check_per_channel(weight, "weight", p.channels, kOp);
+  check_per_channel(bias, "bias", p.channels, kOp);
+  TORCH_CHECK(!training || p.values_per_channel() != 1, "ndops::batch_norm_act_nd: Expected ",
+              "more than 1 value per channel when training, got input size ", input.sizes());
+
+  const at::Tensor x = input.contiguous();
+  at::Tensor output = empty_for_single_write(input.sizes(), input.options());
+  const auto acc_options = input.options().dtype(at::toOpMathType(input.scalar_type()));
+  at::Tensor save_mean = at::empty({p.channels}, acc_options);
+  at::Tensor save_invstd = at::empty({p.channels}, acc_options);
+  // The running statistics after the call: updated in training, unchanged otherwise (and for
+  // an empty batch); shape (0,) when there are none.
+  at::Tensor new_mean = tracked ? running_mean->contiguous().clone() : at::empty({0}, acc_options);
+  at::Tensor new_var = tracked ? running_var->contiguous().clone() : at::empty({0}, acc_options);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), kOp, [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const int64_t channels = p.channels;
+    const ChannelParameters<acc_t> params{channel_values<acc_t>(weight, 1, channels),
+                                          channel_values<acc_t>(bias, 0, channels),
+                                          static_cast<acc_t>(negative_slope)};
+    acc_t* mean = save_mean.mutable_data_ptr<acc_t>();
+    acc_t* invstd = save_invstd.mutable_data_ptr<acc_t>();
+    const scalar_t* in = x.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    if (!training) {
+      const auto rm = channel_values<acc_t>(running_mean, 0, channels);
+      const auto rv = channel_values<acc_t>(running_var, 1, channels);
+      for (int64_t c = 0; c < channels; ++c) {
+        mean[c] = rm[c];
+        invstd[c] = inverse_std(rv[c], eps);
+      }
+      if (x.numel() == 0) return;
+      dispatch_activation(act, [&](auto tag) {
+        forward_eval<decltype(tag)::value>(in, out, p, params, mean, invstd);
+      });
+      return;
+    }
+    if (x.numel() == 0) {
+      std::fill_n(mean, channels, acc_t(0));
+      std::fill_n(invstd, channels, inverse_std(acc_t(0), eps));
+      return;
+    }
+    std::vector<WelfordStats<acc_t>> stats;
+    dispatch_activation(act, [&](auto tag) {
+      stats = forward_training<decltype(tag)::value>(in, out, p, params, eps, mean, invstd);
+    });
+    if (!tracked) return;
+    at::Tensor updated_mean = at::empty({channels}, acc_options);
+    at::Tensor updated_var = at::empty({channels}, acc_options);
+    const auto rm = channel_values<acc_t>(running_mean, 0, channels);
+    const auto rv = channel_values<acc_t>(running_var, 1, channels);
+    const acc_t m = static_cast<acc_t>(momentum);
+    for (int64_t c = 0; c < channels; ++c) {
+      updated_mean.mutable_data_ptr<acc_t>()[c] = running_update(rm[c], stats[c].mean, m);
+      updated_var.mutable_data_ptr<acc_t>()[c] =
+          running_update(rv[c], welford_unbiased_var(stats[c]), m);
+    }
+    new_mean.copy_(updated_mean);
+    new_var.copy_(updated_var);
+  });
+  return {output, save_mean, save_invstd, new_mean, new_var};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_nd_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const at::Tensor& save_mean, const at::Tensor& save_invstd, bool training,
+    double /*eps: read by the double backward only*/, std::string_view activation,
+    double negative_slope) {
+  constexpr const char* kOp = "_batch_norm_act_nd_backward";
+  const Activation act = parse_activation(activation);
+  TORCH_CHECK(input.dim() >= 2 && grad_output.sizes() == input.sizes(), "ndops::", kOp,
+              ": grad_output ", grad_output.sizes(), " and input ", input.sizes(),
+              " must have one shape (B, C, *spatial)");
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), "ndops::", kOp,
+              ": grad_output and input must have one dtype");
+  const Planes p(input.sizes());
+  const auto acc_type = at::toOpMathType(input.scalar_type());
+  check_per_channel(weight, "weight", p.channels, kOp);
+  check_per_channel(bias, "bias", p.channels, kOp);
+  check_per_channel(save_mean, "save_mean", p.channels, kOp);
+  check_per_channel(save_invstd, "save_invstd", p.channels, kOp);
+  TORCH_CHECK(save_mean.scalar_type() == acc_type && save_invstd.scalar_type() == acc_type,
+              "ndops::", kOp, ": save_mean and save_invstd must have dtype ", acc_type);
+
+  const at::Tensor x = input.contiguous(), dy = grad_output.contiguous();
+  at::Tensor grad_input = empty_for_single_write(input.sizes(), input.options());
+  const auto options = input.options();
+  at::Tensor grad_weight = at::zeros({p.channels}, options.dtype(acc_type));
+  at::Tensor grad_bias = at::zeros({p.channels}, options.dtype(acc_type));
+  if (x.numel() > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), kOp, [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const ChannelParameters<acc_t> params{channel_values<acc_t>(weight, 1, p.channels),
+                                            channel_values<acc_t>(bias, 0, p.channels),
+                                            static_cast<acc_t>(negative_slope)};
+      const auto mean = channel_values<acc_t>(save_mean, 0, p.channels);
+      const auto invstd = channel_values<acc_t>(save_invstd, 0, p.channels);
+      std::vector<GradSums<acc_t>> sums;
+      dispatch_activation(act, [&](auto tag) {
+        sums = backward<decltype(tag)::value>(
+            training, x.const_data_ptr<scalar_t>(), dy.const_data_ptr<scalar_t>(),
+            grad_input.mutable_data_ptr<scalar_t>(), p, params, mean.data(), invstd.data());
+      });
+      for (int64_t c = 0; c < p.channels; ++c) {
+        grad_weight.mutable_data_ptr<acc_t>()[c] = invstd[c] * sums[c].dz_centered;
+        grad_bias.mutable_data_ptr<acc_t>()[c] = sums[c].dz;
+      }
+    });
+  }
+  return {grad_input, grad_weight.to(given(weight) ? weight->scalar_type() : acc_type),
+          grad_bias.to(given(bias) ? bias->scalar_type() : acc_type)};
+}
+
+}  // namespace
+}  // namespace ndops
+
+TORCH_LIBRARY_IMPL(ndops, CPU, m) {
+  m.impl("batch_norm_act_nd", &ndops::batch_norm_act_nd_cpu);
+  m.impl("_batch_norm_act_nd_backward", &ndops::batch_norm_act_nd_backward_cpu);
+}

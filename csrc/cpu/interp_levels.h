@@ -1,0 +1,257 @@
+// The tables and contiguous loops the CPU interpolation kernels (csrc/cpu/interpolate.cpp) are
+// built from: per-dim taps tabulated once per call from common/interp.h, the last dim's taps
+// as arrays (and their transpose, for the adjoint), and the loops that combine slabs.
+#pragma once
+
+#include <c10/macros/Macros.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "common/interp.h"
+#include "common/interp_shape.h"
+
+namespace ndops {
+namespace interp_cpu {
+
+// The taps of one output coordinate of one dim; coinciding taps (nearest, a dim that keeps
+// its size, the last input pixel) are merged into one (count 1, weight1 = 0).
+template <typename T>
+struct Tap {
+  int64_t index0, index1;
+  T weight0, weight1;
+  int count;
+  bool is_copy() const { return count == 1 && weight0 == T(1); }
+};
+
+// T: the type torch computes source coordinates in (see common/interp.h).
+template <typename T>
+std::vector<Tap<T>> tabulate_taps(const InterpGeometry& g, int d) {
+  const int64_t in = g.in_sizes[d], out = g.out_sizes[d];
+  const T ratio = interp_ratio<T>(in, out, g.align_corners, g.scales[d]);
+  std::vector<Tap<T>> taps(out);
+  for (int64_t o = 0; o < out; ++o) {
+    Tap<T>& t = taps[o];
+    if (g.mode == InterpMode::kLinear) {
+      linear_taps<T>(ratio, o, in, out, g.align_corners, &t.index0, &t.index1, &t.weight0,
+                     &t.weight1);
+    } else {
+      const bool exact = g.mode == InterpMode::kNearestExact;
+      t.index0 = t.index1 = nearest_source_index<T>(ratio, o, in, exact);
+      t.weight0 = T(1);
+      t.weight1 = T(0);
+    }
+    t.count = t.index0 == t.index1 ? 1 : 2;
+    if (t.count == 1) {
+      t.weight0 += t.weight1;
+      t.weight1 = T(0);
+    }
+  }
+  return taps;
+}
+
+// v if keep, else +0, by masking its bits: a select the loops vectorize, which (unlike a
+// multiplication by 0) also drops an inf or NaN.
+template <typename T>
+C10_ALWAYS_INLINE T keep_if(T v, bool keep) {
+  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+  Bits bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  bits &= Bits(0) - static_cast<Bits>(keep);
+  std::memcpy(&v, &bits, sizeof(bits));
+  return v;
+}
+
+// The last dim's taps as arrays, which the gather loops vectorize over (32-bit indices), and
+// their transpose for the adjoint: input coordinate j receives from the output coordinates
+// readers[k * in_len + j] with weights reader_weights[k * in_len + j], k < reader_count[j].
+template <typename acc_t>
+struct LastDim {
+  int64_t in_len, out_len;
+  std::vector<int32_t> index0, index1, readers, reader_count;
+  std::vector<acc_t> weight0, weight1, reader_weights;
+  int32_t max_readers = 0;
+  bool single = true;    // one tap of weight 1 everywhere (nearest, or a size kept)
+  bool identity = true;  // ... and that tap is the output coordinate itself (a copy)
+
+  LastDim(const std::vector<Tap<acc_t>>& taps, int64_t in_size)
+      : in_len(in_size), out_len(static_cast<int64_t>(taps.size())) {
+    TORCH_CHECK(in_len <= INT_MAX && out_len <= INT_MAX, "ndops::interpolate_nd: the last ",
+                "interpolated dim must have fewer than 2^31 elements, got ", in_len, " -> ",
+                out_len);
+    std::vector<int32_t> count(in_len, 0);
+    for (int64_t x = 0; x < out_len; ++x) {
+      const Tap<acc_t>& t = taps[x];
+      index0.push_back(static_cast<int32_t>(t.index0));
+      index1.push_back(static_cast<int32_t>(t.index1));
+      weight0.push_back(t.weight0);
+      weight1.push_back(t.weight1);
+      single = single && t.is_copy();
+      identity = identity && t.is_copy() && t.index0 == x && in_len == out_len;
+      max_readers = std::max(max_readers, ++count[t.index0]);
+      if (t.count == 2) max_readers = std::max(max_readers, ++count[t.index1]);
+    }
+    readers.assign(static_cast<size_t>(max_readers) * in_len, 0);
+    reader_weights.assign(readers.size(), acc_t(0));
+    reader_count = count;
+    std::fill(count.begin(), count.end(), 0);
+    for (int64_t x = 0; x < out_len; ++x) {
+      const Tap<acc_t>& t = taps[x];
+      for (int tap = 0; tap < t.count; ++tap) {
+        const int64_t j = tap == 0 ? t.index0 : t.index1;
+        const int64_t entry = count[j]++ * in_len + j;
+        readers[entry] = static_cast<int32_t>(x);
+        reader_weights[entry] = tap == 0 ? t.weight0 : t.weight1;
+      }
+    }
+  }
+};
+
+inline int64_t product(std::vector<int64_t>::const_iterator first,
+                       std::vector<int64_t>::const_iterator last) {
+  int64_t p = 1;
+  for (; first != last; ++first) p *= *first;
+  return p;
+}
+
+// Everything the kernels need about one call, for one accumulation type. With M = N - 1 outer
+// dims, the levels of csrc/cpu/interpolate.cpp have these sizes:
+//   R(i), one per input slab i of dim 0: rows1 rows of out_len, rows1 = in_1 * ... * in_{N-2};
+//   S_L, L = 1..M: slab[L] = in_L * ... * in_{N-2} * out_len elements (S_M: one output row).
+// acc_t: the type levels are computed in (the weights'); index_t: the type of the source
+// coordinates. The nearest modes only copy, so their levels keep the input's own type.
+template <typename acc_t>
+struct Levels {
+  int outer;  // M
+  int64_t planes, in_len, out_len, in0, rows1, in_plane, out_plane;
+  std::vector<int64_t> out_sizes, slab;
+  std::vector<std::vector<Tap<acc_t>>> taps;
+  LastDim<acc_t> last;
+
+  template <typename index_t>
+  static std::vector<std::vector<Tap<acc_t>>> tabulate(const InterpGeometry& g) {
+    std::vector<std::vector<Tap<acc_t>>> taps;
+    for (int d = 0; d < g.ndim; ++d) {
+      taps.emplace_back();
+      for (const Tap<index_t>& t : tabulate_taps<index_t>(g, d)) {
+        taps.back().push_back({t.index0, t.index1, static_cast<acc_t>(t.weight0),
+                               static_cast<acc_t>(t.weight1), t.count});
+      }
+    }
+    return taps;
+  }
+
+  template <typename index_t>
+  Levels(const InterpGeometry& g, index_t /*coordinate type*/)
+      : outer(g.ndim - 1), planes(g.planes), in_len(g.in_sizes.back()),
+        out_len(g.out_sizes.back()), in0(g.in_sizes[0]),
+        rows1(product(g.in_sizes.begin() + std::min(outer, 1), g.in_sizes.end() - 1)),
+        in_plane(product(g.in_sizes.begin(), g.in_sizes.end())),
+        out_plane(product(g.out_sizes.begin(), g.out_sizes.end())), out_sizes(g.out_sizes),
+        slab(g.ndim, 0), taps(tabulate<index_t>(g)), last(taps.back(), in_len) {
+    for (int L = 1; L <= outer; ++L) {
+      slab[L] = product(g.in_sizes.begin() + L, g.in_sizes.end() - 1) * out_len;
+    }
+  }
+  int64_t in_slab0() const { return rows1 * in_len; }  // input elements per slab of dim 0
+  int64_t r_size() const { return rows1 * out_len; }
+};
+
+// Two scratch slabs keyed by an id: the R(i) cache of the forward, the accumulators of the
+// adjoints of R(i) in the backward.
+template <typename acc_t>
+struct SlabPair {
+  int64_t id[2] = {-1, -1};
+  std::vector<acc_t> data[2];
+  explicit SlabPair(int64_t size) : data{std::vector<acc_t>(size), std::vector<acc_t>(size)} {}
+  int find(int64_t key) const { return id[0] == key ? 0 : (id[1] == key ? 1 : -1); }
+};
+
+// ---- the contiguous loops --------------------------------------------------------------------
+
+// dst = t.weight0 * a + t.weight1 * b (n elements; b unused for a single tap).
+template <typename dst_t, typename src_t, typename acc_t>
+C10_ALWAYS_INLINE void blend(dst_t* __restrict dst, const src_t* __restrict a,
+                             const src_t* __restrict b, const Tap<acc_t>& t, int64_t n) {
+  const acc_t w0 = t.weight0, w1 = t.weight1;
+  if (t.is_copy()) {
+    for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<dst_t>(a[k]);
+    return;
+  }
+  if (t.count == 1) {
+    for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<dst_t>(w0 * static_cast<acc_t>(a[k]));
+    return;
+  }
+  for (int64_t k = 0; k < n; ++k) {
+    dst[k] = static_cast<dst_t>(w0 * static_cast<acc_t>(a[k]) + w1 * static_cast<acc_t>(b[k]));
+  }
+}
+
+template <typename src_t, typename acc_t>
+C10_ALWAYS_INLINE void add_scaled(acc_t* __restrict dst, const src_t* __restrict src, acc_t w,
+                                  int64_t n) {
+  for (int64_t k = 0; k < n; ++k) dst[k] += w * static_cast<acc_t>(src[k]);
+}
+
+// The adjoint of blend: slab t.index0 of dst += t.weight0 * src, and likewise for index1
+// (slabs of n elements).
+template <typename src_t, typename acc_t>
+C10_ALWAYS_INLINE void add_taps(acc_t* dst, const src_t* src, const Tap<acc_t>& t, int64_t n) {
+  add_scaled(dst + t.index0 * n, src, t.weight0, n);
+  if (t.count == 2) add_scaled(dst + t.index1 * n, src, t.weight1, n);
+}
+
+// The last dim's resampling of `rows` rows: in_len -> out_len elements each.
+template <typename dst_t, typename src_t, typename acc_t>
+C10_ALWAYS_INLINE void resample_rows(dst_t* __restrict dst, const src_t* __restrict src,
+                                     int64_t rows, const LastDim<acc_t>& last) {
+  const int32_t* __restrict i0 = last.index0.data();
+  const int32_t* __restrict i1 = last.index1.data();
+  const acc_t* __restrict w0 = last.weight0.data();
+  const acc_t* __restrict w1 = last.weight1.data();
+  const int64_t n = last.out_len;
+  for (int64_t r = 0; r < rows; ++r, src += last.in_len, dst += n) {
+    if (last.identity) {
+      for (int64_t x = 0; x < n; ++x) dst[x] = static_cast<dst_t>(src[x]);
+    } else if (last.single) {
+      for (int64_t x = 0; x < n; ++x) dst[x] = static_cast<dst_t>(src[i0[x]]);
+    } else {
+      for (int64_t x = 0; x < n; ++x) {
+        dst[x] = static_cast<dst_t>(w0[x] * static_cast<acc_t>(src[i0[x]]) +
+                                    w1[x] * static_cast<acc_t>(src[i1[x]]));
+      }
+    }
+  }
+}
+
+// The adjoint of resample_rows: out_len -> in_len elements per row (acc: in_len scratch). A
+// gather over the transposed taps, so no two iterations add into one element.
+template <typename dst_t, typename acc_t>
+C10_ALWAYS_INLINE void unresample_rows(dst_t* __restrict dst, const acc_t* __restrict src,
+                                       int64_t rows, const LastDim<acc_t>& last,
+                                       acc_t* __restrict acc) {
+  const int32_t* __restrict count = last.reader_count.data();
+  for (int64_t r = 0; r < rows; ++r, src += last.out_len, dst += last.in_len) {
+    if (last.identity) {
+      for (int64_t j = 0; j < last.in_len; ++j) dst[j] = static_cast<dst_t>(src[j]);
+      continue;
+    }
+    std::fill(acc, acc + last.in_len, acc_t(0));
+    for (int32_t k = 0; k < last.max_readers; ++k) {
+      const int32_t* __restrict x = last.readers.data() + k * last.in_len;
+      const acc_t* __restrict w = last.reader_weights.data() + k * last.in_len;
+      for (int64_t j = 0; j < last.in_len; ++j) {
+        acc[j] += w[j] * keep_if(src[x[j]], k < count[j]);  // x[j] = 0 (valid) past the count
+      }
+    }
+    for (int64_t j = 0; j < last.in_len; ++j) dst[j] = static_cast<dst_t>(acc[j]);
+  }
+}
+
+}  // namespace interp_cpu
+}  // namespace ndops
