@@ -27,8 +27,59 @@ TORCH_LIBRARY(ndops, m) {
   m.def("_pad_nd_backward(Tensor grad_output, SymInt[] input_size, SymInt[] pad, str mode) -> Tensor");
 
   // ---- convolution (csrc/cpu/conv.cpp) ---------------------------------------------------
+  // conv_nd: torch's conv{1,2,3}d at any N; input (B, C_in, *spatial), weight (C_out,
+  // C_in/groups, *kernel); stride, dilation: one entry per spatial dim; padding: one entry
+  // per dim (both sides) or (before, after) pairs dim by dim; padding_mode: nn.Conv's
+  // "zeros" | "reflect" | "replicate" | "circular", applied while gathering (no padded copy).
+  // _conv_nd_backward returns the gradients of (input, weight, bias) selected by output_mask
+  // (undefined where not selected).
+  m.def("conv_nd(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, "
+        "int[] dilation, int groups, str padding_mode=\"zeros\") -> Tensor");
+  m.def("_conv_nd_backward(Tensor grad_output, Tensor input, Tensor weight, int[] stride, "
+        "int[] padding, int[] dilation, int groups, bool[3] output_mask, "
+        "str padding_mode=\"zeros\") -> (Tensor, Tensor, Tensor)");
+  // conv_bias_act_nd: act(conv_nd(...)) with the activation fused in: "none" | "relu" |
+  // "leaky_relu" (negative_slope) | "silu" | "gelu" | "gelu_tanh". Returns (output,
+  // pre_activation): the conv output before act where act' needs it (silu, gelu, gelu_tanh,
+  // leaky_relu with a negative slope), else an empty tensor; the backward reads it (or the
+  // output) back.
+  m.def("conv_bias_act_nd(Tensor input, Tensor weight, Tensor? bias, int[] stride, "
+        "int[] padding, int[] dilation, int groups, str activation, float negative_slope=0.01, "
+        "str padding_mode=\"zeros\") -> (Tensor, Tensor)");
+  m.def("_conv_bias_act_nd_backward(Tensor grad_output, Tensor output, Tensor pre_activation, "
+        "Tensor input, Tensor weight, int[] stride, int[] padding, int[] dilation, int groups, "
+        "str activation, float negative_slope, bool[3] output_mask, "
+        "str padding_mode=\"zeros\") -> (Tensor, Tensor, Tensor)");
+  // conv_transpose_nd: torch's conv_transpose{1,2,3}d at any N (arguments in torch's order);
+  // weight (C_in, C_out/groups, *kernel).
+  m.def("conv_transpose_nd(Tensor input, Tensor weight, Tensor? bias, int[] stride, "
+        "int[] padding, int[] output_padding, int groups, int[] dilation) -> Tensor");
+  m.def("_conv_transpose_nd_backward(Tensor grad_output, Tensor input, Tensor weight, "
+        "int[] stride, int[] padding, int[] output_padding, int groups, int[] dilation, "
+        "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 
   // ---- pooling (csrc/cpu/pool.cpp) ---------------------------------------------------------
+  // Batched (B, C, *spatial) input, N = input.dim() - 2 >= 1, per-dim lists of N ints; torch's
+  // output sizes, divisors and max rule (csrc/common/window.h). Indices are flat over each
+  // plane's N spatial dims; with return_indices=False the max ops skip them and return an
+  // empty indices tensor. _max_pool_nd_backward (for both max ops) scatters-adds grad by
+  // index into zeros of input_size; _max_unpool_nd_backward gathers by index (its adjoint).
+  // Adaptive windows: csrc/cpu/adaptive_pool.cpp.
+  m.def("max_pool_nd(Tensor input, int[] kernel_size, int[] stride, int[] padding, "
+        "int[] dilation, bool ceil_mode, bool return_indices=True) -> (Tensor, Tensor)");
+  m.def("_max_pool_nd_backward(Tensor grad_output, Tensor indices, SymInt[] input_size) "
+        "-> Tensor");
+  m.def("avg_pool_nd(Tensor input, int[] kernel_size, int[] stride, int[] padding, "
+        "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def("_avg_pool_nd_backward(Tensor grad_output, SymInt[] input_size, int[] kernel_size, "
+        "int[] stride, int[] padding, bool ceil_mode, bool count_include_pad, "
+        "int? divisor_override) -> Tensor");
+  m.def("adaptive_avg_pool_nd(Tensor input, SymInt[] output_size) -> Tensor");
+  m.def("_adaptive_avg_pool_nd_backward(Tensor grad_output, SymInt[] input_size) -> Tensor");
+  m.def("adaptive_max_pool_nd(Tensor input, SymInt[] output_size, bool return_indices=True) "
+        "-> (Tensor, Tensor)");
+  m.def("max_unpool_nd(Tensor input, Tensor indices, SymInt[] output_size) -> Tensor");
+  m.def("_max_unpool_nd_backward(Tensor grad_output, Tensor indices) -> Tensor");
 
   // ---- interpolation (csrc/cpu/interpolate.cpp) --------------------------------------------
   // interpolate_nd: resample the trailing len(output_size) dims of an input of any rank (the

@@ -122,12 +122,14 @@ def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     if impl == "native":
         torch_padding = padding if isinstance(padding, str) else symmetric
         out = getattr(F, f"conv{n}d")(x, weight, bias, stride, torch_padding, dilation, groups)
+    elif impl == "ext":
+        # The kernel takes (before, after) pairs, so an asymmetric 'same' needs no padded copy.
+        pads = symmetric if not any(extra) else [
+            v for p, e in zip(symmetric, extra) for v in (p, p + e)]
+        out = torch.ops.ndops.conv_nd(x, weight, bias, stride, pads, dilation, groups)
     else:
         x = _pad_right(x, extra)
-        if impl == "ext":
-            out = torch.ops.ndops.conv_nd(x, weight, bias, stride, symmetric, dilation, groups)
-        else:
-            out = _fallback.conv_nd(x, weight, bias, stride, symmetric, dilation, groups)
+        out = _fallback.conv_nd(x, weight, bias, stride, symmetric, dilation, groups)
     return _args.drop_batch(out, batched)
 
 

@@ -1,5 +1,6 @@
 """N-d batch normalization: ``F.batch_norm`` with the same arguments, defaults and running-stat
-updates, with torch's rules checked up front and the same checks for every backend."""
+updates, with torch's rules checked up front and the same checks for every backend; and batch
+norm fused with the activation that follows it (``batch_norm_act_nd``)."""
 import math
 import numbers
 
@@ -115,11 +116,14 @@ def batch_norm_act_nd(input, running_mean, running_var, weight=None, bias=None, 
 
     Arguments, shapes, running-stat updates and N as in ``batch_norm_nd``; ``activation`` is
     "none", "relu", "leaky_relu" (with ``negative_slope``), "silu", "gelu" (exact, erf) or
-    "gelu_tanh" (``F.gelu(approximate="tanh")``). The compiled kernel (backend "ext") does it in
-    one fused sweep per pass: it reads x once for the statistics, writes the activated output
-    once, and its backward recomputes the pre-activation from x instead of saving it.
+    "gelu_tanh" (``F.gelu(approximate="tanh")``). The compiled kernel (backend "ext", CPU) fuses
+    the passes: training reads x from memory once (statistics, then normalization of each
+    cache-sized channel group), the activated output is written once, and the backward
+    recomputes the pre-activation from x instead of saving it (csrc/cpu/batch_norm.cpp).
     Differences from torch: those of ``batch_norm_nd``; half/bfloat16 results are rounded once
-    (after the activation) by the ext and fallback backends.
+    (after the activation) by the ext and fallback backends; the ext backend copies a
+    non-contiguous (e.g. channels-last) input to a contiguous one and returns a contiguous
+    output.
     """
     op = "batch_norm_act_nd"
     n, batched, x = _batch_norm_input(op, input, running_mean, running_var, weight, bias,

@@ -127,7 +127,9 @@ def max_pool_nd(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mod
         if with_indices and not return_indices:
             result = result[0]
     elif impl == "ext":
-        result = torch.ops.ndops.max_pool_nd(x, k, s, p, d, ceil_mode)
+        # indices only when returned or when autograd may need them (8 bytes per output)
+        wants = return_indices or (x.requires_grad and torch.is_grad_enabled())
+        result = torch.ops.ndops.max_pool_nd(x, k, s, p, d, ceil_mode, wants)
         result = result if return_indices else result[0]
     else:
         result = _fallback.max_pool_nd(x, k, s, p, d, ceil_mode, return_indices)
@@ -299,7 +301,8 @@ def adaptive_max_pool_nd(input, output_size, return_indices=False, *, spatial_di
     if impl == "native":
         result = getattr(F, f"adaptive_max_pool{n}d")(x, out, return_indices)
     elif impl == "ext":
-        result = torch.ops.ndops.adaptive_max_pool_nd(x, out)
+        wants = return_indices or (x.requires_grad and torch.is_grad_enabled())
+        result = torch.ops.ndops.adaptive_max_pool_nd(x, out, wants)
         result = result if return_indices else result[0]
     else:
         result = _fallback_adaptive.adaptive_max_pool_nd(x, out, return_indices)

@@ -1,0 +1,81 @@
+// Index math of the gathered N-d convolution (csrc/cpu/conv.cpp), shared by host and device.
+//
+// The convolution gathers the taps of its leading (gathered) dims into channels: gathered
+// channel (group, tap, channel within the group) of batch entry (b, t) holds input channel c
+// at the leading coordinates that leading output position t reads through tap k; the inner
+// dims are untouched. One native conv over the inner dims, with the weight's leading kernel
+// dims folded into its input channels in the same order, then finishes the sum over taps.
+// Along one dim, output position o reads the padded coordinate o * stride + k * dilation
+// through tap k; pad_index.h maps it to an input coordinate for every padding mode.
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cstdint>
+
+#include "common/pad_index.h"
+
+namespace ndops {
+
+// Output size of one conv dim: (in + pad_left + pad_right - dilation * (kernel - 1) - 1)
+// / stride + 1 (<= 0 when the dilated kernel does not fit in the padded input).
+C10_HOST_DEVICE inline int64_t conv_output_size(int64_t in_size, int64_t kernel, int64_t stride,
+                                                int64_t pad_left, int64_t pad_right,
+                                                int64_t dilation) {
+  const int64_t span = dilation * (kernel - 1) + 1;
+  const int64_t room = in_size + pad_left + pad_right - span;
+  return room < 0 ? 0 : room / stride + 1;
+}
+
+// The input coordinate that output position `o` reads through tap `k` along one dim, with the
+// padding applied as `mode` (torch's padding_mode "zeros" is kConstant); -1 where zero
+// padding supplies the value.
+C10_HOST_DEVICE inline int64_t conv_tap_source(PadMode mode, int64_t o, int64_t k,
+                                               int64_t in_size, int64_t stride,
+                                               int64_t pad_left, int64_t pad_right,
+                                               int64_t dilation) {
+  return pad_source_index(mode, o * stride + k * dilation, in_size, pad_left, pad_right);
+}
+
+// First gathered channel of (group g, linear tap k): channels are ordered (group, tap,
+// channel within the group), so every group's channels stay contiguous (the inner conv keeps
+// `groups`) and one (group, tap) pair is a contiguous run of `group_channels`.
+C10_HOST_DEVICE inline int64_t gathered_channel(int64_t g, int64_t k, int64_t taps,
+                                                int64_t group_channels) {
+  return (g * taps + k) * group_channels;
+}
+
+// Offset (under `strides`, one per gathered dim) of the leading coordinates that leading
+// output position `out_coords` reads through tap `tap_coords`, or -1 when any of them falls
+// into zero padding. `source` holds, for gathered dim d, conv_tap_source of (o, k) at entry
+// source_begin[d] + o * kernel[d] + k.
+C10_HOST_DEVICE inline int64_t lead_source_offset(const int64_t* out_coords,
+                                                  const int64_t* tap_coords,
+                                                  const int64_t* kernel, const int64_t* source,
+                                                  const int64_t* source_begin,
+                                                  const int64_t* strides, int ndim) {
+  int64_t offset = 0;
+  for (int d = 0; d < ndim; ++d) {
+    const int64_t s = source[source_begin[d] + out_coords[d] * kernel[d] + tap_coords[d]];
+    if (s < 0) return -1;
+    offset += s * strides[d];
+  }
+  return offset;
+}
+
+// Row-major linear index, over `in_sizes`, of the input voxel that the voxel at `coords` of
+// the padded extent (in_sizes + pad_left + pad_right per dim) copies, or -1 in zero padding.
+C10_HOST_DEVICE inline int64_t padded_voxel_source(PadMode mode, const int64_t* coords,
+                                                   const int64_t* in_sizes,
+                                                   const int64_t* pad_left,
+                                                   const int64_t* pad_right, int ndim) {
+  int64_t linear = 0;
+  for (int d = 0; d < ndim; ++d) {
+    const int64_t s = pad_source_index(mode, coords[d], in_sizes[d], pad_left[d], pad_right[d]);
+    if (s < 0) return -1;
+    linear = linear * in_sizes[d] + s;
+  }
+  return linear;
+}
+
+}  // namespace ndops

@@ -1,0 +1,373 @@
+// CPU kernels of conv_nd and _conv_nd_backward (schemas: csrc/ndops.cpp; memory passes:
+// csrc/cpu/conv_gather.{h,cpp}; index math: csrc/common/conv_gather.h).
+//
+// An N-d conv is ONE native conv (oneDNN) over the inner N - L dims per chunk: the taps of the
+// leading L dims are gathered into channels (C_in * taps of them) and the leading output
+// positions folded into the batch, in one pass that writes the channels-last buffer oneDNN
+// runs fastest on and applies the zero padding of the leading dims (no padded copy); the
+// native conv pads the inner dims itself when it can (symmetric zeros), else the gather pads
+// them too (other padding modes, (before, after) pairs). L is max(N - 3, 0) (N <= 3 with
+// symmetric zero padding: torch's conv alone).
+// The backward recomputes the gathered buffer (cheaper than keeping it), runs the native
+// conv's backward on it, and scatters the gathered gradient back with the adjoint pass.
+//
+// Chunks of leading output positions bound the buffers by the workspace budget (the larger
+// of twice the input's size and 256 MiB). Two environment variables exist for tests:
+// NDOPS_CONV_WORKSPACE_BYTES overrides the budget, NDOPS_CONV_GATHER_DIMS sets L
+// (clamped to the valid range max(N - 3, 0) <= L < N).
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <array>
+#include <cstdlib>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "cpu/conv.h"
+#include "cpu/conv_gather.h"
+
+namespace ndops {
+namespace {
+
+constexpr int64_t kDefaultWorkspaceBytes = int64_t{256} << 20;
+
+// An integer environment variable, or `fallback` when unset or empty.
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return fallback;
+  char* end = nullptr;
+  const long long parsed = std::strtoll(value, &end, 10);
+  TORCH_CHECK(*end == '\0', "ndops: environment variable ", name, " must be an integer, got '",
+              value, "'");
+  return parsed;
+}
+
+int gathered_dims(const at::Tensor& weight) {
+  const int64_t n = weight.dim() - 2, least = std::max<int64_t>(n - 3, 0);
+  const int64_t wanted = env_int("NDOPS_CONV_GATHER_DIMS", least);
+  return static_cast<int>(std::clamp<int64_t>(wanted, least, std::max<int64_t>(n - 1, 0)));
+}
+
+// The native conv's view of the inner dims: its spatial dims (at least 2, a unit dim in front
+// of a single inner dim, so that the buffers have a channels-last memory format).
+struct InnerConv {
+  std::vector<int64_t> in_sizes, out_sizes, kernel, stride, padding, dilation, zeros;
+};
+
+InnerConv inner_conv(const ConvPlan& plan) {
+  InnerConv inner;
+  if (plan.ndim - plan.lead == 1) {
+    inner = {{1}, {1}, {1}, {1}, {0}, {1}, {0}};
+  }
+  for (int d = plan.lead; d < plan.ndim; ++d) {
+    inner.in_sizes.push_back(plan.gathered_inner_sizes[d - plan.lead]);
+    inner.out_sizes.push_back(plan.out_sizes[d]);
+    inner.kernel.push_back(plan.kernel[d]);
+    inner.stride.push_back(plan.stride[d]);
+    inner.padding.push_back(plan.pad_inner ? 0 : plan.pad_left[d]);
+    inner.dilation.push_back(plan.dilation[d]);
+    inner.zeros.push_back(0);
+  }
+  return inner;
+}
+
+at::MemoryFormat channels_last_format(const InnerConv& inner) {
+  return inner.in_sizes.size() == 2 ? at::MemoryFormat::ChannelsLast
+                                    : at::MemoryFormat::ChannelsLast3d;
+}
+
+std::vector<int64_t> concat(std::vector<int64_t> head, const std::vector<int64_t>& tail) {
+  head.insert(head.end(), tail.begin(), tail.end());
+  return head;
+}
+
+// weight (C_out, C_in/groups, *lead kernel, *inner kernel) with its lead kernel dims folded
+// into the input channels in the gathered order (tap, channel): (C_out, taps * C_in/groups,
+// *inner kernel).
+at::Tensor inner_weight(const at::Tensor& weight, const ConvPlan& plan, const InnerConv& inner) {
+  const int64_t r = static_cast<int64_t>(inner.kernel.size());
+  std::vector<int64_t> split{plan.out_channels, plan.group_channels, plan.taps};
+  split.insert(split.end(), inner.kernel.begin(), inner.kernel.end());
+  std::vector<int64_t> order{0, 2, 1};
+  for (int64_t d = 0; d < r; ++d) order.push_back(3 + d);
+  return weight.reshape(split).permute(order).reshape(
+      concat({plan.out_channels, plan.taps * plan.group_channels}, inner.kernel));
+}
+
+// The inverse of inner_weight, for the weight gradient.
+at::Tensor outer_weight(const at::Tensor& inner_grad, const at::Tensor& weight,
+                        const ConvPlan& plan, const InnerConv& inner) {
+  const int64_t r = static_cast<int64_t>(inner.kernel.size());
+  std::vector<int64_t> split{plan.out_channels, plan.taps, plan.group_channels};
+  split.insert(split.end(), inner.kernel.begin(), inner.kernel.end());
+  std::vector<int64_t> order{0, 2, 1};
+  for (int64_t d = 0; d < r; ++d) order.push_back(3 + d);
+  return inner_grad.reshape(split).permute(order).reshape(weight.sizes()).contiguous();
+}
+
+at::Tensor with_collapsible_inner(const at::Tensor& t, int lead) {
+  return collapse_inner(t, lead).has_value() ? t : t.contiguous();
+}
+
+// Leading output positions per chunk: the gathered buffer of one chunk stays in the budget.
+int64_t chunk_positions(const ConvPlan& plan, const at::Tensor& input) {
+  const int64_t element = input.element_size();
+  const int64_t budget = env_int(
+      "NDOPS_CONV_WORKSPACE_BYTES",
+      std::max<int64_t>(2 * input.numel() * element, kDefaultWorkspaceBytes));
+  const int64_t per_position =
+      plan.batch * plan.gathered_channels() * plan.gathered_voxels * element;
+  if (per_position == 0) return plan.lead_positions;
+  return std::clamp<int64_t>(budget / per_position, 1, plan.lead_positions);
+}
+
+at::Tensor gathered_buffer(const ConvPlan& plan, const InnerConv& inner, int64_t count,
+                           const at::TensorOptions& options) {
+  return at::empty(concat({plan.batch * count, plan.gathered_channels()}, inner.in_sizes),
+                   options.memory_format(channels_last_format(inner)));
+}
+
+// `t` (B, C_out, *out) viewed as the native conv's (B * lead positions, C_out, *inner out)
+// when its memory already is that channels-last buffer, else nullopt.
+std::optional<at::Tensor> as_native(const at::Tensor& t, const ConvPlan& plan,
+                                    const InnerConv& inner) {
+  const auto native = at::empty(
+      concat({plan.batch * plan.lead_positions, plan.out_channels}, inner.out_sizes),
+      t.options().device(at::kMeta).memory_format(channels_last_format(inner)));
+  const auto strides = collapse_inner(t, 0);
+  const int64_t voxels = plan.lead_positions * plan.inner_out_voxels;
+  const bool dense = (strides.has_value() && (t.stride(1) == 1 || plan.out_channels == 1) &&
+                      (voxels == 1 || strides->voxel == plan.out_channels) &&
+                      (plan.batch == 1 || t.stride(0) == voxels * plan.out_channels));
+  if (!dense) return std::nullopt;
+  return t.as_strided(native.sizes(), native.strides());
+}
+
+// Every dim of a (B, C, *spatial) tensor but the channels: what the bias gradient sums.
+std::vector<int64_t> reduced_dims(const ConvPlan& plan) {
+  std::vector<int64_t> dims{0};
+  for (int d = 0; d < plan.ndim; ++d) dims.push_back(d + 2);
+  return dims;
+}
+
+// The native conv's output when there are no products (no input channels): the bias, or
+// zeros, broadcast.
+at::Tensor bias_only_native(const ConvPlan& plan, const InnerConv& inner,
+                            const std::optional<at::Tensor>& bias,
+                            const at::TensorOptions& options) {
+  const auto sizes =
+      concat({plan.batch * plan.lead_positions, plan.out_channels}, inner.out_sizes);
+  std::vector<int64_t> shape(sizes.size(), 1);
+  shape[1] = plan.out_channels;
+  const at::Tensor values = bias.has_value() && bias->defined()
+                                ? bias->reshape(shape)
+                                : at::zeros({1}, options).expand(shape);
+  return values.expand(sizes);
+}
+
+}  // namespace
+
+at::Tensor empty_spatial(c10::IntArrayRef sizes, const at::TensorOptions& options,
+                         bool channels_last) {
+  if (!channels_last) return at::empty(sizes, options);
+  std::vector<int64_t> memory_order{sizes[0]}, back{0};
+  for (size_t d = 2; d < sizes.size(); ++d) {
+    memory_order.push_back(sizes[d]);
+    back.push_back(static_cast<int64_t>(d) - 1);
+  }
+  memory_order.push_back(sizes[1]);
+  back.insert(back.begin() + 1, static_cast<int64_t>(sizes.size()) - 1);
+  return at::empty(memory_order, options).permute(back);
+}
+
+bool is_channels_last(const at::Tensor& input) {
+  return input.size(1) > 1 && input.stride(1) == 1 && !input.is_contiguous();
+}
+
+ConvOutputs conv_forward(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias, const ConvArgs& args,
+                         const ConvEpilogue& epilogue, bool keep_pre_activation) {
+  const int lead = gathered_dims(weight);
+  const ConvPlan plan = make_conv_plan(op, input, weight, args.stride, args.padding,
+                                       args.dilation, args.groups, args.padding_mode, lead);
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == plan.out_channels, "ndops::", op,
+                ": bias must have shape (", plan.out_channels, "), got ", bias->sizes());
+  }
+  const bool plain = epilogue.activation == Activation::kNone && !keep_pre_activation;
+  const bool native_only = lead == 0 && !plan.pad_inner;  // torch's conv takes it all
+  at::Tensor y;
+  if (native_only) {
+    y = at::convolution(input, weight, bias, args.stride, plan.pad_left, args.dilation, false,
+                        std::vector<int64_t>(plan.ndim, 0), args.groups);
+    if (plain) return {y, at::Tensor()};
+  }
+  const bool channels_last = is_channels_last(input);
+  const auto out_sizes = concat({plan.batch, plan.out_channels}, plan.out_sizes);
+  ConvOutputs result{empty_spatial(out_sizes, input.options(), channels_last),
+                     keep_pre_activation
+                         ? empty_spatial(out_sizes, input.options(), channels_last)
+                         : at::Tensor()};
+  if (result.out.numel() == 0) return result;
+  const InnerConv inner = inner_conv(plan);
+  if (native_only || input.numel() == 0 || weight.numel() == 0) {
+    const at::Tensor native =
+        native_only ? y : bias_only_native(plan, inner, bias, input.options());
+    unpack_positions(native, plan, 0, plan.lead_positions, epilogue, result.out,
+                     result.pre_activation);
+    return result;
+  }
+  const at::Tensor x = with_collapsible_inner(input, lead);
+  const at::Tensor w = inner_weight(weight, plan, inner);
+  const int64_t chunk = chunk_positions(plan, x);
+  for (int64_t first = 0; first < plan.lead_positions; first += chunk) {
+    const int64_t count = std::min(chunk, plan.lead_positions - first);
+    at::Tensor gathered = gathered_buffer(plan, inner, count, x.options());
+    gather_taps(x, plan, first, count, gathered);
+    y = at::convolution(gathered, w, bias, inner.stride, inner.padding, inner.dilation, false,
+                        inner.zeros, args.groups);
+    if (plain && count == plan.lead_positions && channels_last) {
+      // The native output already is the channels-last output: return it without a copy.
+      const auto native = as_native(result.out, plan, inner);
+      if (native.has_value() && y.strides() == native->strides()) {
+        return {y.as_strided(result.out.sizes(), result.out.strides()), at::Tensor()};
+      }
+    }
+    unpack_positions(y, plan, first, count, epilogue, result.out, result.pre_activation);
+  }
+  return result;
+}
+
+ConvGrads conv_backward(const char* op, const at::Tensor& grad_output,
+                        const at::Tensor& activation_input, const at::Tensor& input,
+                        const at::Tensor& weight, const ConvArgs& args,
+                        const ConvEpilogue& epilogue, std::array<bool, 3> output_mask,
+                        const at::Tensor& initial) {
+  const int lead = gathered_dims(weight);
+  const ConvPlan plan = make_conv_plan(op, input, weight, args.stride, args.padding,
+                                       args.dilation, args.groups, args.padding_mode, lead);
+  const auto out_sizes = concat({plan.batch, plan.out_channels}, plan.out_sizes);
+  TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(out_sizes), "ndops::", op,
+              ": grad_output has shape ", grad_output.sizes(), " but the conv's output has ",
+              c10::IntArrayRef(out_sizes));
+  const bool act = epilogue.activation != Activation::kNone;
+  TORCH_CHECK(!act || activation_input.sizes() == c10::IntArrayRef(out_sizes), "ndops::", op,
+              ": the activation's input has shape ", activation_input.sizes(),
+              " but the conv's output has ", c10::IntArrayRef(out_sizes));
+  const auto [need_input, need_weight, need_bias] = output_mask;
+  const InnerConv inner = inner_conv(plan);
+  const bool products = input.numel() > 0 && weight.numel() > 0;
+  const bool native_only = lead == 0 && !plan.pad_inner;
+  const int64_t chunk = native_only ? 1 : chunk_positions(plan, input);
+  const bool chunked = !native_only && chunk < plan.lead_positions;
+  // Chunks of a reduced-precision gradient accumulate in its opmath type.
+  const auto opmath = at::toOpMathType(input.scalar_type());
+  const auto accumulate_type = chunked ? opmath : input.scalar_type();
+  const at::Tensor grad = with_collapsible_inner(grad_output, lead);
+  const at::Tensor act_input = act ? with_collapsible_inner(activation_input, lead) : grad;
+  ConvGrads grads;
+  at::Tensor bias_sum = need_bias ? at::zeros({plan.out_channels}, grad.options().dtype(opmath))
+                                  : at::Tensor();
+  at::Tensor grad_inner_weight;
+  // `input` may be a meta tensor (conv_transpose_nd's forward): gradients live with grad.
+  const auto grad_options = grad.options().dtype(accumulate_type);
+  if (need_input && !native_only) {
+    grads.input = empty_spatial(input.sizes(), grad_options, is_channels_last(input));
+  }
+  const bool convolve = products && (need_input || need_weight);
+  const at::Tensor x = convolve && need_weight && !native_only
+                           ? with_collapsible_inner(input, lead)
+                           : input;
+  const at::Tensor w = convolve && !native_only ? inner_weight(weight, plan, inner) : weight;
+  const int64_t positions = native_only ? 1 : plan.lead_positions;
+  for (int64_t first = 0; grad.numel() > 0 && first < positions; first += chunk) {
+    const int64_t count = std::min(chunk, positions - first);
+    std::optional<at::Tensor> packed;
+    if (!act && !chunked) {
+      packed = native_only ? std::optional<at::Tensor>(grad) : as_native(grad, plan, inner);
+    }
+    if (packed.has_value()) {
+      if (need_bias) bias_sum = grad.sum(reduced_dims(plan), false, opmath);
+    } else {
+      packed = native_only ? empty_spatial(out_sizes, grad.options(), is_channels_last(input))
+                           : at::empty(concat({plan.batch * count, plan.out_channels},
+                                              inner.out_sizes),
+                                       grad.options().memory_format(channels_last_format(inner)));
+      pack_positions(grad, act_input, plan, first, count, epilogue, *packed, bias_sum);
+    }
+    if (!convolve) continue;
+    if (native_only) {
+      auto [grad_in, grad_w, unused] = at::convolution_backward(
+          *packed, input, weight, std::nullopt, args.stride, plan.pad_left, args.dilation,
+          false, std::vector<int64_t>(plan.ndim, 0), args.groups,
+          {need_input, need_weight, false});
+      grads.input = grad_in;
+      grad_inner_weight = grad_w;
+      continue;
+    }
+    at::Tensor gathered = gathered_buffer(plan, inner, count, weight.options());
+    if (need_weight) gather_taps(x, plan, first, count, gathered);
+    auto [grad_gathered, grad_w, unused] = at::convolution_backward(
+        *packed, gathered, w, std::nullopt, inner.stride,
+        inner.padding, inner.dilation, false, inner.zeros, args.groups,
+        {need_input, need_weight, false});
+    if (need_input) {
+      scatter_taps(grad_gathered, plan, first, count, grads.input, first > 0, initial);
+    }
+    if (need_weight) {
+      grad_inner_weight =
+          first == 0 ? grad_w.to(accumulate_type) : grad_inner_weight.add_(grad_w);
+    }
+  }
+  const bool computed = convolve && grad.numel() > 0;
+  if (need_input) {
+    if (!computed) {
+      grads.input = at::zeros(input.sizes(), grad_options);
+    }
+    if (initial.defined() && (!computed || native_only)) {
+      std::vector<int64_t> shape(input.dim(), 1);
+      shape[1] = input.size(1);
+      grads.input.add_(initial.reshape(shape));
+    }
+    grads.input = grads.input.to(input.scalar_type());
+  }
+  if (need_weight) {
+    grads.weight = !computed ? at::zeros_like(weight, at::MemoryFormat::Contiguous)
+                   : native_only ? grad_inner_weight
+                                 : outer_weight(grad_inner_weight, weight, plan, inner)
+                                       .to(weight.scalar_type());
+  }
+  if (need_bias) grads.bias = bias_sum.to(grad_output.scalar_type());
+  return grads;
+}
+
+namespace {
+
+at::Tensor conv_nd_cpu(const at::Tensor& input, const at::Tensor& weight,
+                       const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                       c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
+                       c10::string_view padding_mode) {
+  return conv_forward("conv_nd", input, weight, bias,
+                      {stride, padding, dilation, groups, padding_mode}, ConvEpilogue{}, false)
+      .out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_nd_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+    int64_t groups, std::array<bool, 3> output_mask, c10::string_view padding_mode) {
+  const ConvGrads grads = conv_backward(
+      "_conv_nd_backward", grad_output, at::Tensor(), input, weight,
+      {stride, padding, dilation, groups, padding_mode}, ConvEpilogue{}, output_mask);
+  return {grads.input, grads.weight, grads.bias};
+}
+
+}  // namespace
+}  // namespace ndops
+
+TORCH_LIBRARY_IMPL(ndops, CPU, m) {
+  m.impl("conv_nd", &ndops::conv_nd_cpu);
+  m.impl("_conv_nd_backward", &ndops::conv_nd_backward_cpu);
+}

@@ -1,0 +1,205 @@
+// CPU moves between conv_nd's output layout (B, C_out, *lead_out, *inner_out) and the native
+// conv's (B * lead positions, C_out, *inner_out), with the activation epilogue fused in
+// (declared in csrc/cpu/conv_gather.h; activation math: csrc/common/activation.h).
+//
+// Each task moves one plane (a tile of voxels x all channels). With an activation, the tile
+// first lands channels-last in a scratch buffer that stays in L1, where act (forward) or
+// act' (backward) is applied, so the output is still read and written once.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+
+#include <type_traits>
+#include <vector>
+
+#include "common/activation.h"
+#include "common/nd_index.h"
+#include "cpu/conv_gather.h"
+#include "cpu/conv_planes.h"
+
+namespace ndops {
+namespace {
+
+template <Activation kAct>
+using ActivationTag = std::integral_constant<Activation, kAct>;
+
+// body(ActivationTag<act>{}) with the runtime activation as a compile-time one.
+template <typename Body>
+void dispatch_activation(Activation act, const Body& body) {
+  switch (act) {
+    case Activation::kNone: return body(ActivationTag<Activation::kNone>{});
+    case Activation::kRelu: return body(ActivationTag<Activation::kRelu>{});
+    case Activation::kLeakyRelu: return body(ActivationTag<Activation::kLeakyRelu>{});
+    case Activation::kSilu: return body(ActivationTag<Activation::kSilu>{});
+    case Activation::kGelu: return body(ActivationTag<Activation::kGelu>{});
+    case Activation::kGeluTanh: return body(ActivationTag<Activation::kGeluTanh>{});
+  }
+}
+
+// The tasks of a move: (entry b * count + i, tile of voxels). offsets(task) gives the
+// plane's first element on the native side and, for each of `lead_side` strides, on that side.
+struct MoveTasks {
+  const ConvPlan& plan;
+  int64_t first, count, tile, tiles;
+
+  int64_t size() const { return plan.batch * count * tiles; }
+  int64_t entry(int64_t task) const { return task / tiles; }
+  int64_t first_voxel(int64_t task) const { return task % tiles * tile; }
+  int64_t voxels(int64_t task) const {
+    return std::min(tile, plan.inner_out_voxels - first_voxel(task));
+  }
+  int64_t native_offset(int64_t task, const CollapsedStrides& ns) const {
+    return entry(task) * ns.batch + first_voxel(task) * ns.voxel;
+  }
+  // `coords`: scratch for the leading coordinates.
+  int64_t lead_offset(int64_t task, const CollapsedStrides& ls,
+                      std::vector<int64_t>& coords) const {
+    unravel_index(entry(task) % count + first, plan.out_sizes.data(), plan.lead, coords.data());
+    return entry(task) / count * ls.batch + first_voxel(task) * ls.voxel +
+           ravel_index(coords.data(), ls.lead.data(), plan.lead);
+  }
+};
+
+MoveTasks move_tasks(const ConvPlan& plan, int64_t first, int64_t count, int64_t element) {
+  const int64_t tile = voxel_tile(plan.out_channels, element, plan.inner_out_voxels);
+  return {plan, first, count, tile, ceil_div(plan.inner_out_voxels, tile)};
+}
+
+template <Activation kAct, typename scalar_t>
+void unpack_kernel(const scalar_t* native, const CollapsedStrides& ns, scalar_t* out,
+                   const CollapsedStrides& os, scalar_t* pre, const CollapsedStrides& ps,
+                   const MoveTasks& tasks, double negative_slope) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t channels = tasks.plan.out_channels;
+  const acc_t slope = static_cast<acc_t>(negative_slope);
+  at::parallel_for(0, tasks.size(), 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> coords(tasks.plan.lead);
+    std::vector<scalar_t> scratch(kAct == Activation::kNone ? 0 : tasks.tile * channels);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t nv = tasks.voxels(task);
+      const scalar_t* src = native + tasks.native_offset(task, ns);
+      scalar_t* dst = out + tasks.lead_offset(task, os, coords);
+      if (pre != nullptr) {
+        copy_plane(pre + tasks.lead_offset(task, ps, coords), ps.voxel, ps.channel, src,
+                   ns.voxel, ns.channel, nv, channels);
+      }
+      if constexpr (kAct == Activation::kNone) {
+        copy_plane(dst, os.voxel, os.channel, src, ns.voxel, ns.channel, nv, channels);
+      } else {
+        copy_plane(scratch.data(), channels, int64_t{1}, src, ns.voxel, ns.channel, nv,
+                   channels);
+        for (int64_t i = 0; i < nv * channels; ++i) {
+          scratch[i] = static_cast<scalar_t>(
+              activation_forward<kAct>(static_cast<acc_t>(scratch[i]), slope));
+        }
+        copy_plane(dst, os.voxel, os.channel, scratch.data(), channels, int64_t{1}, nv,
+                   channels);
+      }
+    }
+  });
+}
+
+template <Activation kAct, typename scalar_t>
+void pack_kernel(const scalar_t* grad, const CollapsedStrides& gs, const scalar_t* act_input,
+                 const CollapsedStrides& as, scalar_t* packed, const CollapsedStrides& ns,
+                 const MoveTasks& tasks, double negative_slope,
+                 at::opmath_type<scalar_t>* bias_grad) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t channels = tasks.plan.out_channels;
+  const acc_t slope = static_cast<acc_t>(negative_slope);
+  // Per-task channel sums, added up in task order afterwards (deterministic).
+  std::vector<acc_t> partials(bias_grad == nullptr ? 0 : tasks.size() * channels, acc_t(0));
+  at::parallel_for(0, tasks.size(), 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> coords(tasks.plan.lead);
+    std::vector<scalar_t> scratch(kAct == Activation::kNone ? 0 : tasks.tile * channels);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t nv = tasks.voxels(task);
+      scalar_t* dst = packed + tasks.native_offset(task, ns);
+      copy_plane(dst, ns.voxel, ns.channel, grad + tasks.lead_offset(task, gs, coords),
+                 gs.voxel, gs.channel, nv, channels);
+      if constexpr (kAct != Activation::kNone) {
+        copy_plane(scratch.data(), channels, int64_t{1},
+                   act_input + tasks.lead_offset(task, as, coords), as.voxel, as.channel, nv,
+                   channels);
+        for (int64_t v = 0; v < nv; ++v) {
+          for (int64_t c = 0; c < channels; ++c) {
+            scalar_t& g = dst[v * ns.voxel + c * ns.channel];
+            const acc_t z = static_cast<acc_t>(scratch[v * channels + c]);
+            g = static_cast<scalar_t>(static_cast<acc_t>(g) *
+                                      activation_derivative<kAct>(z, slope));
+          }
+        }
+      }
+      if (bias_grad != nullptr) {
+        acc_t* partial = partials.data() + task * channels;
+        for (int64_t v = 0; v < nv; ++v) {
+          for (int64_t c = 0; c < channels; ++c) {
+            partial[c] += static_cast<acc_t>(dst[v * ns.voxel + c * ns.channel]);
+          }
+        }
+      }
+    }
+  });
+  for (int64_t task = 0; bias_grad != nullptr && task < tasks.size(); ++task) {
+    for (int64_t c = 0; c < channels; ++c) bias_grad[c] += partials[task * channels + c];
+  }
+}
+
+// body(ActivationTag, scalar_t tag) for the epilogue's activation and `dtype`: complex types
+// only without an activation.
+template <typename Body>
+void dispatch_epilogue(const ConvEpilogue& epilogue, at::ScalarType dtype, const Body& body) {
+  if (epilogue.activation == Activation::kNone) {
+    AT_DISPATCH_FLOATING_AND_COMPLEX_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "conv_nd", [&] {
+      body(ActivationTag<Activation::kNone>{}, scalar_t(0));
+    });
+    return;
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "conv_nd_activation", [&] {
+    dispatch_activation(epilogue.activation, [&](auto act) { body(act, scalar_t(0)); });
+  });
+}
+
+}  // namespace
+
+void unpack_positions(const at::Tensor& native, const ConvPlan& plan, int64_t first,
+                      int64_t count, const ConvEpilogue& epilogue, at::Tensor& out,
+                      const at::Tensor& pre_activation) {
+  RECORD_FUNCTION("ndops::conv_nd::unpack_positions", {});
+  const CollapsedStrides ns = collapsed_or_fail(native, 0, "the native conv's output");
+  const CollapsedStrides os = collapsed_or_fail(out, plan.lead, "the output");
+  const bool pre = pre_activation.defined();
+  const CollapsedStrides ps = pre ? collapsed_or_fail(pre_activation, plan.lead, "z") : os;
+  const MoveTasks tasks = move_tasks(plan, first, count, out.element_size());
+  dispatch_epilogue(epilogue, out.scalar_type(), [&](auto act, auto tag) {
+    using scalar_t = decltype(tag);
+    unpack_kernel<decltype(act)::value, scalar_t>(
+        native.const_data_ptr<scalar_t>(), ns, out.mutable_data_ptr<scalar_t>(), os,
+        pre ? pre_activation.mutable_data_ptr<scalar_t>() : nullptr, ps, tasks,
+        epilogue.negative_slope);
+  });
+}
+
+void pack_positions(const at::Tensor& grad_output, const at::Tensor& activation_input,
+                    const ConvPlan& plan, int64_t first, int64_t count,
+                    const ConvEpilogue& epilogue, at::Tensor& packed, at::Tensor& bias_grad) {
+  RECORD_FUNCTION("ndops::conv_nd::pack_positions", {});
+  const CollapsedStrides gs = collapsed_or_fail(grad_output, plan.lead, "grad_output");
+  const CollapsedStrides ns = collapsed_or_fail(packed, 0, "the packed grad_output");
+  const bool act = epilogue.activation != Activation::kNone;
+  const CollapsedStrides as =
+      act ? collapsed_or_fail(activation_input, plan.lead, "the activation input") : gs;
+  const MoveTasks tasks = move_tasks(plan, first, count, packed.element_size());
+  dispatch_epilogue(epilogue, packed.scalar_type(), [&](auto act_tag, auto tag) {
+    using scalar_t = decltype(tag);
+    using acc_t = at::opmath_type<scalar_t>;
+    pack_kernel<decltype(act_tag)::value, scalar_t>(
+        grad_output.const_data_ptr<scalar_t>(), gs,
+        act ? activation_input.const_data_ptr<scalar_t>() : nullptr, as,
+        packed.mutable_data_ptr<scalar_t>(), ns, tasks, epilogue.negative_slope,
+        bias_grad.defined() ? bias_grad.mutable_data_ptr<acc_t>() : nullptr);
+  });
+}
+
+}  // namespace ndops
