@@ -36,6 +36,7 @@ _EXT_KERNELS = _ext_kernels()
 # The N torch itself implements, per op (ops not listed: 1 <= N <= 3).
 _NATIVE_DIMS = {
     "batch_norm_nd": lambda n: True,  # F.batch_norm takes any rank
+    "batch_norm_act_nd": lambda n: True,  # F.batch_norm + torch's activation, any rank
     "unfold_nd": lambda n: n == 2,    # F.unfold / F.fold are 2-D only
     "fold_nd": lambda n: n == 2,
 }

@@ -73,6 +73,16 @@ def _batch_norm_input(op, input, running_mean, running_var, weight, bias, traini
     return n, batched, x
 
 
+def _torch_batch_norm(x, *args):
+    """``F.batch_norm`` on (B, C, *spatial) of any rank. cuDNN's kernel takes 2-5-D input only,
+    so inputs with more than 3 spatial dims go through a (B, C, prod(spatial)) view: batch
+    statistics are over every dim but C, so the result is the same."""
+    if x.dim() <= 5:
+        return F.batch_norm(x, *args)
+    flat = x.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
+    return F.batch_norm(flat, *args).view(x.shape)
+
+
 def batch_norm_nd(input, running_mean, running_var, weight=None, bias=None, training=False,
                   momentum=0.1, eps=1e-5, *, spatial_dims=None):
     """Batch normalization over (B, C, *spatial): ``F.batch_norm`` for any N (including 0).
@@ -91,8 +101,8 @@ def batch_norm_nd(input, running_mean, running_var, weight=None, bias=None, trai
                                       training, momentum, eps, spatial_dims)
     impl = _backend.choose(op, n, x.device)
     if impl == "native":
-        out = F.batch_norm(x, running_mean, running_var, weight, bias, bool(training),
-                           float(momentum), float(eps))
+        out = _torch_batch_norm(x, running_mean, running_var, weight, bias, bool(training),
+                                float(momentum), float(eps))
     else:
         out = _fallback.batch_norm_nd(x, running_mean, running_var, weight, bias,
                                       bool(training), float(momentum), float(eps))
@@ -138,7 +148,8 @@ def batch_norm_act_nd(input, running_mean, running_var, weight=None, bias=None, 
     impl = _backend.choose(op, n, x.device)
     if impl == "native":
         out = _fallback.apply_activation(
-            F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps),
+            _torch_batch_norm(x, running_mean, running_var, weight, bias, training, momentum,
+                              eps),
             activation, negative_slope)
     elif impl == "ext":
         out, _, _, new_mean, new_var = torch.ops.ndops.batch_norm_act_nd(

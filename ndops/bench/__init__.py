@@ -1,0 +1,1 @@
+"""``ndops.bench``: the benchmark report (``ndops-bench``, ``python -m ndops.bench``)."""
