@@ -4,7 +4,7 @@ condition embedding injected as scale-shift, and attention at the end)."""
 from torch import nn
 
 from .attention import build_attention
-from .layers import get_act, get_conv, get_dropout, get_norm, parse_spec
+from .layers import get_act, get_conv, get_dropout, get_norm, get_norm_act, parse_spec
 
 __all__ = ["ConvNormAct", "ConvBlock"]
 
@@ -39,6 +39,10 @@ class ConvNormAct(nn.Module):
         dropout: element-wise dropout probability after the activation.
         bias: the conv's bias; None (default) drops it in front of "batch"/"instance" norms,
             which cancel it exactly, and keeps it otherwise.
+        fuse: let a batch norm and the activation after it run as one fused op
+            (``ndops.models.layers.get_norm_act``); ``act`` is then ``nn.Identity``. Same
+            parameters and results; False keeps them apart (``ConvBlock`` does so where it adds
+            something between the two).
 
     Attributes ``conv``, ``norm``, ``act``, ``dropout`` are the four layers.
 
@@ -51,14 +55,16 @@ class ConvNormAct(nn.Module):
 
     def __init__(self, spatial_dims, in_channels, out_channels, kernel_size=3, stride=1,
                  padding=None, dilation=1, groups=1, norm="batch", act="relu", dropout=0.0,
-                 bias=None):
+                 bias=None, fuse=True):
         super().__init__()
         if bias is None:
             bias = parse_spec(norm, "norm")[0] not in _BIAS_CANCELLING_NORMS
         self.conv = get_conv(spatial_dims, in_channels, out_channels, kernel_size, stride,
                              padding, dilation, groups, bias)
-        self.norm = get_norm(norm, spatial_dims, out_channels)
-        self.act = get_act(act)
+        if fuse:
+            self.norm, self.act = get_norm_act(norm, act, spatial_dims, out_channels)
+        else:
+            self.norm, self.act = get_norm(norm, spatial_dims, out_channels), get_act(act)
         self.dropout = get_dropout(spatial_dims, dropout)
 
     def forward(self, x):
@@ -118,7 +124,10 @@ class ConvBlock(nn.Module):
                         kernel_size, stride if i == 0 else 1,
                         self._conv_padding(spatial_dims, kernel_size, stride if i == 0 else 1,
                                            padding),
-                        norm=norm, act=act, dropout=dropout)
+                        norm=norm, act=act, dropout=dropout,
+                        # no fused norm+act where forward adds scale-shift or the shortcut
+                        fuse=not ((i == 0 and emb_channels is not None)
+                                  or (i == num_convs - 1 and residual)))
             for i in range(num_convs))
         self.emb_proj = (None if emb_channels is None else
                          nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels)))

@@ -19,7 +19,7 @@ from ndops import nn as ndnn
 from ndops.functional import interpolate_nd
 
 __all__ = ["parse_spec", "get_conv", "get_conv_transpose", "get_norm", "get_act", "get_pool",
-           "get_adaptive_pool", "get_dropout", "get_upsample", "interpolate", "InstanceNormNd",
+           "get_norm_act", "get_adaptive_pool", "get_dropout", "get_upsample", "interpolate", "InstanceNormNd",
            "ChannelDropoutNd", "default_num_groups", "NORMS", "ACTIVATIONS"]
 
 _TORCH_LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -173,6 +173,37 @@ def get_norm(spec, spatial_dims, channels):
     if name == "none":
         return nn.Identity()
     raise ValueError(f"ndops.models: unknown norm {name!r}; valid names: {', '.join(NORMS)}")
+
+
+def _fused_activation(act_spec):
+    """(activation, negative_slope) of ``ndops.nn.BatchNormNd`` equal to the act spec, or None
+    when the fused kernel has no such activation (or the spec has options it lacks)."""
+    name, kwargs = parse_spec(act_spec, "act")
+    kwargs = {k: v for k, v in kwargs.items() if k != "inplace"}
+    if name == "leaky_relu" and set(kwargs) <= {"negative_slope"}:
+        return "leaky_relu", float(kwargs.get("negative_slope", 0.01))
+    if name == "gelu" and set(kwargs) <= {"approximate"}:
+        return {"none": "gelu", "tanh": "gelu_tanh"}[kwargs.get("approximate", "none")], 0.01
+    if name in ("relu", "silu", "swish", "none") and not kwargs:
+        return {"swish": "silu"}.get(name, name), 0.01
+    return None
+
+
+def get_norm_act(norm_spec, act_spec, spatial_dims, channels):
+    """``(norm, act)`` modules for norm followed by act. A batch norm with an activation the
+    fused kernel has (relu, leaky_relu, silu, gelu) becomes ONE ``ndops.nn.BatchNormNd(...,
+    activation=...)`` (one pass over memory forward and backward, ``batch_norm_act_nd``) and
+    ``act`` is ``nn.Identity``; parameter and buffer names are those of ``get_norm``'s module,
+    so state dicts are unchanged. Anything else: ``(get_norm(...), get_act(...))``."""
+    name, kwargs = parse_spec(norm_spec, "norm")
+    fused = _fused_activation(act_spec) if name == "batch" else None
+    if fused is None or fused[0] == "none":
+        return get_norm(norm_spec, spatial_dims, channels), get_act(act_spec)
+    n = _check_spatial_dims(spatial_dims)
+    _check_channels("channels", channels)
+    norm = ndnn.BatchNormNd(channels, spatial_dims=n, activation=fused[0],
+                            negative_slope=fused[1], **kwargs)
+    return norm, nn.Identity()
 
 
 def get_act(spec):

@@ -26,7 +26,7 @@ from ndops.models.blocks import ConvBlock
 from ndops.models.config import ConfigurableModel
 from ndops.models.embeddings import TimestepEmbedding
 from ndops.models.layers import (get_act, get_adaptive_pool, get_conv, get_dropout, get_norm,
-                                 get_pool, parse_spec)
+                                 get_norm_act, get_pool, parse_spec)
 
 __all__ = ["ResNet", "ResNetPresets", "ResNetDenoiser", "BasicBlock", "BottleneckBlock",
            "PRESETS"]
@@ -74,8 +74,7 @@ class BasicBlock(nn.Module):
         super().__init__()
         n = spatial_dims
         self.conv1 = get_conv(n, in_channels, width, 3, stride, bias=False)
-        self.norm1 = get_norm(norm, n, width)
-        self.act1 = get_act(act)
+        self.norm1, self.act1 = get_norm_act(norm, act, n, width)  # fused batch norm + act
         self.conv2 = get_conv(n, width, width, 3, bias=False)
         self.norm2 = get_norm(norm, n, width)
         self.attention = build_attention(attention, n, width)
@@ -102,11 +101,9 @@ class BottleneckBlock(nn.Module):
         super().__init__()
         n, out_channels = spatial_dims, width * self.expansion
         self.conv1 = get_conv(n, in_channels, width, 1, bias=False)
-        self.norm1 = get_norm(norm, n, width)
-        self.act1 = get_act(act)
+        self.norm1, self.act1 = get_norm_act(norm, act, n, width)  # fused batch norm + act
         self.conv2 = get_conv(n, width, width, 3, stride, bias=False)
-        self.norm2 = get_norm(norm, n, width)
-        self.act2 = get_act(act)
+        self.norm2, self.act2 = get_norm_act(norm, act, n, width)
         self.conv3 = get_conv(n, width, out_channels, 1, bias=False)
         self.norm3 = get_norm(norm, n, out_channels)
         self.attention = build_attention(attention, n, out_channels)
@@ -253,7 +250,7 @@ class ResNet(ConfigurableModel):
         kernel, stride, pool = STEMS[stem]
         self.stem = nn.Sequential(
             get_conv(n, in_channels, stem_channels, kernel, stride, bias=False),
-            get_norm(norm, n, stem_channels), get_act(act),
+            *get_norm_act(norm, act, n, stem_channels),
             get_pool("max", n, 3, 2, 1) if pool else nn.Identity())
 
         stages, channels = [], stem_channels

@@ -8,6 +8,7 @@ from torch import nn
 from ndops import nn as ndnn
 from ndops.models.embeddings import (TimestepEmbedding, sinusoidal_position_embedding,
                                      timestep_embedding)
+from ndops.models import layers
 from ndops.models.layers import (ACTIVATIONS, ChannelDropoutNd, InstanceNormNd,
                                  default_num_groups, get_act, get_adaptive_pool, get_conv,
                                  get_conv_transpose, get_dropout, get_norm, get_pool,
@@ -313,3 +314,32 @@ def test_sinusoidal_position_embedding_rejects():
         sinusoidal_position_embedding((2, 2, 2, 2), 6)
     with pytest.raises(ValueError, match="shape"):
         sinusoidal_position_embedding((2, 0), 6)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+@pytest.mark.parametrize("act", ["relu", ("leaky_relu", {"negative_slope": 0.2}), "silu",
+                                 ("gelu", {"approximate": "tanh"})])
+def test_norm_act_fuses_batch_norm_with_the_same_results(n, act):
+    torch.manual_seed(0)
+    fused_norm, fused_act = layers.get_norm_act("batch", act, n, 3)
+    norm, activation = layers.get_norm("batch", n, 3), layers.get_act(act)
+    assert isinstance(fused_act, torch.nn.Identity) and fused_norm.activation != "none"
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    fused_norm.load_state_dict(norm.state_dict())  # same parameter and buffer names
+    x = torch.randn(2, 3, *[5] * n, dtype=torch.float64)
+    fused_norm.double(), norm.double()
+    torch.testing.assert_close(fused_act(fused_norm(x)), activation(norm(x)))
+    torch.testing.assert_close(fused_norm.running_var, norm.running_var)
+
+
+@pytest.mark.parametrize("norm, act", [("group", "relu"), ("batch", "prelu"), ("batch", "none"),
+                                       ("batch", ("relu", {"inplace": True}))])
+def test_norm_act_keeps_unfusable_pairs_apart(norm, act):
+    fused_norm, fused_act = layers.get_norm_act(norm, act, 3, 4)
+    separate_norm, separate_act = layers.get_norm(norm, 3, 4), layers.get_act(act)
+    fusable = norm == "batch" and act not in ("prelu", "none")
+    assert (type(fused_act) is torch.nn.Identity) == (fusable or act == "none")
+    if not fusable:
+        assert type(fused_norm) is type(separate_norm) and type(fused_act) is type(separate_act)
