@@ -105,3 +105,13 @@ def test_readme_usage_example_runs():
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["z"].shape == (2, 8, 4, 8, 8, 8)
     torch.testing.assert_close(namespace["z2"], namespace["z"])
+
+
+def test_readme_models_example_runs(tmp_path, monkeypatch):
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    example = readme.split("## Models", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)  # the example saves a checkpoint folder
+    namespace = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["samples"].shape == (4, 1, 8, 8)
+    assert (tmp_path / "ckpt" / "config.json").exists()
