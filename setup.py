@@ -76,10 +76,19 @@ def _extension():
     )
     if build_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-        nvcc_flags = opt + ["-std=c++20", "--expt-relaxed-constexpr"]
+        # CUDA wheels of torch put the toolkit headers that ATen/cuda/CUDAContext.h needs
+        # (cublas_v2.h, ...) under site-packages/nvidia/cu<major>/include.
+        cuda_major = torch.version.cuda.split(".")[0]
+        wheel_headers = []
+        for folder in glob.glob(os.path.join(os.path.dirname(os.path.dirname(torch.__file__)),
+                                             "nvidia", f"cu{cuda_major}", "include")):
+            wheel_headers += ["-isystem", folder]
+        nvcc_opt = ["-O0", "-g", "-lineinfo"] if debug else ["-O3"]  # nvcc has no -g0
+        nvcc_flags = nvcc_opt + ["-std=c++20", "--expt-relaxed-constexpr"] + wheel_headers
         ext = CUDAExtension(
             sources=cpp_sources + cuda_sources,
-            extra_compile_args={"cxx": cxx_flags + ["-DNDOPS_WITH_CUDA"], "nvcc": nvcc_flags},
+            extra_compile_args={"cxx": cxx_flags + ["-DNDOPS_WITH_CUDA"] + wheel_headers,
+                                "nvcc": nvcc_flags},
             **kwargs,
         )
     else:

@@ -1,26 +1,20 @@
-"""Every op x N x backend on the shared benchmark cases (``ndops._cases``, scale "bench").
+"""Every other case of ``ndops.bench.cases.CASES`` (the rows of ``ndops-bench --full`` that are
+not issue 3's targets): every op family at N = 1..5, the models, every method.
 
-    pytest benchmarks/bench_ops.py --benchmark-only --benchmark-group-by=param:op,param:n
-    pytest benchmarks/bench_ops.py --benchmark-only -k "conv_nd and 4" --benchmark-json=out.json
-
-Within one group (op, N) the backends are timed in the same run, so their ratios are
-meaningful; absolute numbers drift by ±15 % between runs on a shared machine.
+    pytest benchmarks/bench_ops.py --benchmark-only --benchmark-group-by=param:case
+    pytest benchmarks/bench_ops.py --benchmark-only -k "unfold and 4-D" --benchmark-json=out.json
 """
 import pytest
-import torch
 
-import ndops
-from ndops._cases import BUILDERS, make_case
+from ndops.bench.cases import CASES as ALL_CASES
+from ndops.bench.runner import case_methods
 
-DIMS = (2, 3, 4, 5)
-PARAMS = [(op, n, backend) for op in BUILDERS for n in DIMS
-          for backend in ndops.available_backends(op, n)]
+CASES = [case for case in ALL_CASES if "target" not in case.tags]
 
 
-@pytest.mark.parametrize("op,n,backend", PARAMS)
-def test_forward(benchmark, op, n, backend):
-    torch.manual_seed(0)
-    case = make_case(op, n, scale="bench")
-    benchmark.extra_info.update(case=case.describe())
-    with ndops.backend(backend):
-        benchmark(case.run)
+PARAMS = case_methods(CASES)
+
+
+@pytest.mark.parametrize("case,method", PARAMS, ids=[f"{c.id}-{m}" for c, m in PARAMS])
+def test_case(time_case, case, method):
+    time_case(case, method)

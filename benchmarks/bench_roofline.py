@@ -1,34 +1,38 @@
-"""The machine's limits, measured in the same run as the op benchmarks: large-copy bandwidth
-and a GEMM peak (oneDNN 1x1 convolution, channels-last), as in ../shared/bench-anchors.
+"""The machine's limits, timed by pytest-benchmark with the calls ``ndops-bench`` uses
+(``ndops.bench.limits``): a large fp32 matmul and a channels-last 1x1 convolution (GEMM peak),
+a large copy into an existing buffer (bandwidth) and a write into a fresh allocation.
 
-    pytest benchmarks/bench_roofline.py benchmarks/bench_pool.py --benchmark-only
+    THP_MEM_ALLOC_ENABLE=1 pytest benchmarks/bench_roofline.py benchmarks/bench_pool.py \
+        --benchmark-only
 
-Each result's extra_info carries GB/s or GFLOP/s; a memory-bound op's "% of bandwidth" is its
-GB/s over the copy row's GB/s of the same run. Set THP_MEM_ALLOC_ENABLE=1 (torch's huge-page
-allocator) to keep first-touch page faults of fresh outputs out of bandwidth numbers; the
-setting is recorded in extra_info.
+A memory-bound op's "% of bandwidth" is its GB/s over the copy row's GB/s of the same run.
 """
 import os
 
-import torch
-import torch.nn.functional as F
+import pytest
 
-THP = os.environ.get("THP_MEM_ALLOC_ENABLE", "0")
+from ndops.bench.limits import copy_calls, gemm_calls
 
-
-def test_copy_bandwidth(benchmark):
-    src = torch.randn(128 * 2**20)  # 512 MiB
-    dst = torch.empty_like(src)
-    benchmark(dst.copy_, src)
-    moved = 2 * src.numel() * src.element_size()  # read + write
-    benchmark.extra_info.update(gbs=moved / benchmark.stats["median"] / 1e9, thp=THP)
+THP = os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")
+SCALE = os.environ.get("NDOPS_BENCH_SCALE", "normal")
 
 
-def test_gemm_peak(benchmark):
-    # (4096 x 1024) @ (1024 x 1024) as a 1x1 conv over a 64x64 image, NHWC: oneDNN's best case.
-    x = torch.randn(1, 1024, 64, 64).to(memory_format=torch.channels_last)
-    w = torch.randn(1024, 1024, 1, 1).to(memory_format=torch.channels_last)
-    with torch.no_grad():
-        benchmark(F.conv2d, x, w)
-    flops = 2 * 4096 * 1024 * 1024
-    benchmark.extra_info.update(gflops=flops / benchmark.stats["median"] / 1e9, thp=THP)
+def _record(benchmark, key, amount):
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info.update({key: amount / benchmark.stats["median"] / 1e9, "thp": THP})
+
+
+@pytest.mark.parametrize("index", range(2), ids=["matmul", "conv1x1"])
+def test_gemm_peak(benchmark, index):
+    name, call, flops = gemm_calls("cpu", SCALE)[index]
+    benchmark.extra_info["call"] = name
+    benchmark(call)
+    _record(benchmark, "gflops", flops)
+
+
+@pytest.mark.parametrize("index", range(2), ids=["copy", "fresh_write"])
+def test_bandwidth(benchmark, index):
+    name, call, nbytes = copy_calls("cpu", SCALE)[index]
+    benchmark.extra_info["call"] = name
+    benchmark(call)
+    _record(benchmark, "gbps", nbytes)

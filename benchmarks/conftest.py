@@ -1,10 +1,51 @@
-"""Benchmark setup: 2 threads (the project machine's cores) unless NDOPS_BENCH_THREADS says."""
+"""pytest-benchmark setup shared by the files in benchmarks/.
+
+Every file parametrizes over case objects of ``ndops.bench.cases.CASES`` (the list
+``ndops-bench`` runs) and times them with the same callables (``Plan.runs``). The machine's
+limits (``ndops.bench.limits``) are measured once per session, so each row's ``extra_info`` has
+its GFLOP/s or GB/s and % of the limit of the same run.
+
+Environment: NDOPS_BENCH_THREADS (default 2) pins torch's threads; NDOPS_BENCH_SCALE=tiny
+shrinks every case (a smoke run of the suite in seconds; the numbers mean nothing).
+"""
 import os
 
+import pytest
 import torch
 
+from ndops.bench.families import FAMILIES
+from ndops.bench.limits import measure_limits
+from ndops.bench.plan import Unavailable
+from ndops.bench.runner import METHODS
+
 torch.set_num_threads(int(os.environ.get("NDOPS_BENCH_THREADS", "2")))
+SCALE = os.environ.get("NDOPS_BENCH_SCALE", "normal")
 
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))  # `import baselines`
+@pytest.fixture(scope="session")
+def limits():
+    return measure_limits("cpu", SCALE)
+
+
+@pytest.fixture
+def time_case(benchmark, limits):
+    """time_case(case, method): benchmark one method on one case and record its rate."""
+    def run(case, method):
+        case = case.at_scale(SCALE)
+        plan = FAMILIES[case.family].plan(case, "cpu", [method])
+        call = plan.runs.get(method)
+        if call is None:
+            pytest.skip(f"{METHODS[method]} does not apply to {case.name}")
+        if isinstance(call, Unavailable):
+            pytest.skip(str(call))
+        benchmark(call)
+        info = {"case": case.name, "method": METHODS[method],
+                "targets": [t.describe(METHODS) for t in case.targets],
+                "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")}
+        if benchmark.stats is not None and plan.work:  # stats is None under --benchmark-disable
+            rate = plan.work / benchmark.stats["median"] / 1e9
+            limit = (limits["gemm"]["gflops"] if plan.unit == "GFLOP/s"
+                     else limits["copy"]["gbps"])
+            info.update(unit=plan.unit, rate=rate, pct_of_limit=100 * rate / limit)
+        benchmark.extra_info.update(info)
+    return run

@@ -109,4 +109,14 @@ TORCH_LIBRARY(ndops, m) {
   m.def("_batch_norm_act_nd_backward(Tensor grad_output, Tensor input, Tensor? weight, "
         "Tensor? bias, Tensor save_mean, Tensor save_invstd, bool training, float eps, "
         "str activation, float negative_slope) -> (Tensor, Tensor, Tensor)");
+
+  // ---- fold / unfold (csrc/cpu/fold.cpp) ----
+  // unfold_nd: F.unfold at any N, (B, C, *spatial) -> (B, C * prod(kernel_size), L): the column
+  // index ordered (c, k_0, ..., k_{N-1}), L the block positions in row-major order, zero where
+  // a tap falls in the padding. fold_nd: F.fold at any N, its adjoint, (B, C * prod(kernel_size),
+  // L) -> (B, C, *output_size), overlapping values summed. Each is the other's backward.
+  m.def("unfold_nd(Tensor input, int[] kernel_size, int[] dilation, int[] padding, "
+        "int[] stride) -> Tensor");
+  m.def("fold_nd(Tensor input, SymInt[] output_size, int[] kernel_size, int[] dilation, "
+        "int[] padding, int[] stride) -> Tensor");
 }

@@ -5,6 +5,9 @@ Importing ``ndops._C`` runs the C++ static initializers that declare every op sc
 built, or cannot be loaded against this torch, ndops still works through its pure-PyTorch
 fallback; ``load_error()`` says why the extension is missing.
 """
+import ctypes
+import warnings
+
 import torch
 
 _LOAD_ERROR = None
@@ -14,9 +17,37 @@ except ImportError as exc:  # not built, or built against another torch
     _LOAD_ERROR = exc
 
 
+def _read_cuda_build_version():
+    """"major.minor" of the CUDA toolkit the extension was compiled with, or None for a build
+    without CUDA kernels (read from the symbol ndops_cuda_build_version, csrc/cuda/launch.cu)."""
+    if _LOAD_ERROR is not None:
+        return None
+    try:
+        version = ctypes.CDLL(_C.__file__).ndops_cuda_build_version()
+    except (OSError, AttributeError):
+        return None
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+_CUDA_BUILD_VERSION = _read_cuda_build_version()
+if _CUDA_BUILD_VERSION is not None and torch.version.cuda is not None and \
+        _CUDA_BUILD_VERSION != ".".join(torch.version.cuda.split(".")[:2]):
+    warnings.warn(
+        f"ndops: the extension's CUDA kernels were built with CUDA {_CUDA_BUILD_VERSION} but "
+        f"this torch uses CUDA {torch.version.cuda}; they may fail to load or run. Rebuild "
+        "ndops against this torch (`pip install --no-build-isolation -e .`) with a matching "
+        "CUDA toolkit (CUDA_HOME).", RuntimeWarning, stacklevel=2)
+
+
 def has_extension() -> bool:
     """True when the compiled kernels (``torch.ops.ndops``) are available."""
     return _LOAD_ERROR is None
+
+
+def cuda_build_version():
+    """"major.minor" of the CUDA toolkit the extension's CUDA kernels were built with, or None
+    when the extension is missing or was built without CUDA."""
+    return _CUDA_BUILD_VERSION
 
 
 def load_error():

@@ -17,6 +17,8 @@
 
 #include <cstdint>
 
+#include "common/activation.h"
+
 namespace ndops {
 
 C10_HOST_DEVICE inline float inverse_std(float var, double eps) {
@@ -44,6 +46,13 @@ C10_HOST_DEVICE inline ChannelAffine<acc_t> channel_affine(acc_t mean, acc_t inv
                                                            acc_t weight, acc_t bias) {
   const acc_t scale = weight * invstd;
   return {scale, bias - mean * scale};
+}
+
+// The gradient at the pre-activation z = x * scale + shift (recomputed from x, not saved).
+template <Activation kAct, typename acc_t>
+C10_HOST_DEVICE inline acc_t pre_activation_grad(acc_t x, acc_t dy, ChannelAffine<acc_t> affine,
+                                                 acc_t negative_slope) {
+  return dy * activation_derivative<kAct>(x * affine.scale + affine.shift, negative_slope);
 }
 
 // dx = dz * dz_coef + (x - mean) * centered_coef + constant for one channel.

@@ -78,4 +78,20 @@ C10_HOST_DEVICE inline int64_t padded_voxel_source(PadMode mode, const int64_t* 
   return linear;
 }
 
+// The direct convolution (csrc/cpu/conv_direct.cpp) splits each padded input row along the
+// last dim into `stride` phases, `phase_stride` apart: padded coordinate j is stored at
+// phase_split_index(j). Output position o reads coordinate o * stride + k * dilation through
+// tap k, i.e. entry phase_split_index(k * dilation) + o: every tap reads a contiguous run.
+C10_HOST_DEVICE inline int64_t phase_split_index(int64_t j, int64_t stride,
+                                                 int64_t phase_stride) {
+  return (j % stride) * phase_stride + j / stride;
+}
+
+// The padding of the stride-1 convolution that computes a stride-1 zero-padded conv's input
+// gradient (the output gradient convolved with the flipped kernel): d * (k - 1) - pad on each
+// side; negative where the conv pads more than its dilated kernel spans.
+C10_HOST_DEVICE inline int64_t adjoint_padding(int64_t kernel, int64_t dilation, int64_t pad) {
+  return dilation * (kernel - 1) - pad;
+}
+
 }  // namespace ndops

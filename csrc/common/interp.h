@@ -16,6 +16,8 @@
 
 namespace ndops {
 
+enum class InterpMode : int32_t { kNearest, kNearestExact, kLinear };
+
 // Input pixels per output pixel (ATen's area_pixel_compute_scale). `scale` is the user's
 // scale factor, or <= 0 when none was given (the ratio is then in/out); align_corners maps the
 // corner pixel centers onto each other instead.
@@ -77,6 +79,37 @@ C10_HOST_DEVICE inline void linear_taps(T ratio, int64_t o, int64_t in_size, int
   *index1 = left < in_size - 1 ? left + 1 : left;
   *weight0 = T(1) - lambda;
   *weight1 = lambda;
+}
+
+// The taps of output coordinate o of one dim; coinciding taps (nearest, a dim that keeps its
+// size, the last input pixel) are merged into one (count 1, weight1 = 0).
+template <typename T>
+struct Tap {
+  int64_t index0, index1;
+  T weight0, weight1;
+  int count;
+  C10_HOST_DEVICE bool is_copy() const { return count == 1 && weight0 == T(1); }
+};
+
+template <typename T>
+C10_HOST_DEVICE inline Tap<T> interp_taps(InterpMode mode, T ratio, int64_t o, int64_t in_size,
+                                          int64_t out_size, bool align_corners) {
+  Tap<T> t;
+  if (mode == InterpMode::kLinear) {
+    linear_taps<T>(ratio, o, in_size, out_size, align_corners, &t.index0, &t.index1,
+                   &t.weight0, &t.weight1);
+  } else {
+    t.index0 = t.index1 =
+        nearest_source_index<T>(ratio, o, in_size, mode == InterpMode::kNearestExact);
+    t.weight0 = T(1);
+    t.weight1 = T(0);
+  }
+  t.count = t.index0 == t.index1 ? 1 : 2;
+  if (t.count == 1) {
+    t.weight0 += t.weight1;
+    t.weight1 = T(0);
+  }
+  return t;
 }
 
 }  // namespace ndops

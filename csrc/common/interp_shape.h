@@ -13,9 +13,9 @@
 #include <string_view>
 #include <vector>
 
-namespace ndops {
+#include "common/interp.h"
 
-enum class InterpMode { kNearest, kNearestExact, kLinear };
+namespace ndops {
 
 inline InterpMode parse_interp_mode(std::string_view mode) {
   if (mode == "nearest") return InterpMode::kNearest;
@@ -76,6 +76,40 @@ inline std::vector<int64_t> interp_output_sizes(c10::IntArrayRef input_sizes,
 // channel dim kept as an extra, unchanged last dim, and its result is channels-last too.
 inline bool interp_channels_last(const at::Tensor& t, int64_t ndim) {
   return t.dim() == ndim + 2 && !t.is_contiguous() && t.movedim(1, -1).is_contiguous();
+}
+
+// The user's scale factors, or none (empty).
+inline std::vector<double> interp_scale_list(std::optional<c10::ArrayRef<double>> scales) {
+  return scales ? std::vector<double>(scales->begin(), scales->end()) : std::vector<double>{};
+}
+
+inline void check_interp_dtype(const at::Tensor& t, bool allow_byte, const char* op,
+                               const char* name) {
+  const at::ScalarType type = t.scalar_type();
+  TORCH_CHECK(type == at::kFloat || type == at::kDouble || type == at::kBFloat16 ||
+                  type == at::kHalf || (allow_byte && type == at::kByte),
+              "ndops::", op, ": ", name, " must be float16, bfloat16, float32 or float64",
+              allow_byte ? " (or uint8 for the nearest modes)" : "", ", got ", type);
+}
+
+// The channels-last form of a call: the channel dim appended as an unchanged last dim.
+inline std::vector<int64_t> interp_with_channels(c10::IntArrayRef sizes, int64_t channels) {
+  std::vector<int64_t> out(sizes.begin(), sizes.end());
+  out.push_back(channels);
+  return out;
+}
+
+// The taps of every output coordinate of dim d. T: the type torch computes source
+// coordinates in (see common/interp.h).
+template <typename T>
+inline std::vector<Tap<T>> tabulate_taps(const InterpGeometry& g, int d) {
+  const int64_t in = g.in_sizes[d], out = g.out_sizes[d];
+  const T ratio = interp_ratio<T>(in, out, g.align_corners, g.scales[d]);
+  std::vector<Tap<T>> taps(out);
+  for (int64_t o = 0; o < out; ++o) {
+    taps[o] = interp_taps<T>(g.mode, ratio, o, in, out, g.align_corners);
+  }
+  return taps;
 }
 
 }  // namespace ndops

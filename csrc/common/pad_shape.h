@@ -8,6 +8,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -78,6 +79,41 @@ inline PadGeometry pad_geometry(c10::IntArrayRef input_sizes, c10::IntArrayRef p
     g.pad_right.push_back(right);
   }
   return g;
+}
+
+// source[d][o]: the input coordinate that output coordinate o of padded dim d copies (-1: fill).
+inline std::vector<std::vector<int64_t>> pad_source_tables(const PadGeometry& g, PadMode mode) {
+  std::vector<std::vector<int64_t>> tables(g.ndim);
+  for (int d = 0; d < g.ndim; ++d) {
+    tables[d].resize(g.out_sizes[d]);
+    for (int64_t o = 0; o < g.out_sizes[d]; ++o) {
+      tables[d][o] = pad_source_index(mode, o, g.in_sizes[d], g.pad_left[d], g.pad_right[d]);
+    }
+  }
+  return tables;
+}
+
+// The inverse of one dim's map, in compressed rows: the output coordinates that copy input
+// coordinate j are entries [begin[j], begin[j + 1]) of offsets, each stored as o * out_stride
+// (its offset in grad_output). The backward kernels gather through it.
+struct PadSinks {
+  std::vector<int64_t> begin, offsets;
+};
+
+inline PadSinks invert_pad_source(const std::vector<int64_t>& source, int64_t in_size,
+                                  int64_t out_stride) {
+  PadSinks sinks;
+  sinks.begin.assign(in_size + 1, 0);
+  for (const int64_t s : source) {
+    if (s >= 0) ++sinks.begin[s + 1];
+  }
+  for (int64_t j = 0; j < in_size; ++j) sinks.begin[j + 1] += sinks.begin[j];
+  sinks.offsets.resize(sinks.begin[in_size]);
+  std::vector<int64_t> cursor(sinks.begin.begin(), sinks.begin.end() - 1);
+  for (int64_t o = 0; o < static_cast<int64_t>(source.size()); ++o) {
+    if (source[o] >= 0) sinks.offsets[cursor[source[o]]++] = o * out_stride;
+  }
+  return sinks;
 }
 
 // Sizes of the padded tensor: the leading dims unchanged, the padded ones grown or cropped.

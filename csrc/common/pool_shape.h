@@ -61,6 +61,22 @@ inline SlidingWindow sliding_window(const char* op, c10::IntArrayRef input_sizes
   return w;
 }
 
+// A sliding pool needs a non-empty input, and every max window at least one input element
+// (with dilation and padding, one might hold only padding).
+inline void check_sliding_windows(const char* op, const SlidingWindow& w, bool is_max) {
+  for (size_t d = 0; d < w.in.size(); ++d) {
+    TORCH_CHECK(w.in[d] > 0, op, ": input must have non-zero spatial sizes, got ",
+                c10::IntArrayRef(w.in));
+    for (int64_t o = 0; is_max && o < w.out[d]; ++o) {
+      const WindowTaps taps = sliding_window_taps(o, w.in[d], w.kernel[d], w.stride[d],
+                                                  w.padding[d], w.dilation[d]);
+      TORCH_CHECK(taps.count > 0, op, ": with dilation ", c10::IntArrayRef(w.dilation),
+                  " and padding ", c10::IntArrayRef(w.padding), ", output position ", o,
+                  " of spatial dim ", d, " pools no input element");
+    }
+  }
+}
+
 // (B, C, *spatial) with the spatial sizes of `input_sizes` replaced by `spatial`.
 inline std::vector<int64_t> with_spatial(c10::IntArrayRef input_sizes,
                                          c10::IntArrayRef spatial) {

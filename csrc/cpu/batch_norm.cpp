@@ -43,6 +43,7 @@
 
 #include "common/activation.h"
 #include "common/batch_norm.h"
+#include "common/batch_norm_shape.h"
 #include "common/welford.h"
 #include "cpu/batch_norm_pieces.h"
 #include "cpu/channel_sweeps.h"
@@ -51,32 +52,7 @@ namespace ndops {
 namespace {
 
 using namespace batch_norm_pieces;
-
-Activation parse_activation(std::string_view name) {
-  if (name == "none") return Activation::kNone;
-  if (name == "relu") return Activation::kRelu;
-  if (name == "leaky_relu") return Activation::kLeakyRelu;
-  if (name == "silu") return Activation::kSilu;
-  if (name == "gelu") return Activation::kGelu;
-  TORCH_CHECK(name == "gelu_tanh", "ndops::batch_norm_act_nd: activation must be 'none', ",
-              "'relu', 'leaky_relu', 'silu', 'gelu' or 'gelu_tanh', got '", name, "'");
-  return Activation::kGeluTanh;
-}
-
-// Runs body(tag) with tag an std::integral_constant holding `act`, so kernels take the
-// activation as a template parameter.
-template <typename Body>
-void dispatch_activation(Activation act, const Body& body) {
-  using A = Activation;
-  switch (act) {
-    case A::kNone: return body(std::integral_constant<A, A::kNone>{});
-    case A::kRelu: return body(std::integral_constant<A, A::kRelu>{});
-    case A::kLeakyRelu: return body(std::integral_constant<A, A::kLeakyRelu>{});
-    case A::kSilu: return body(std::integral_constant<A, A::kSilu>{});
-    case A::kGelu: return body(std::integral_constant<A, A::kGelu>{});
-    case A::kGeluTanh: return body(std::integral_constant<A, A::kGeluTanh>{});
-  }
-}
+using namespace bn;
 
 // A contiguous tensor that the kernel fills completely, once. NB: a fresh buffer above glibc's
 // mmap threshold (32 MiB) page-faults on every first-touched 4 KiB page, which here made
@@ -196,14 +172,6 @@ std::vector<GradSums<acc_t>> backward(bool training, const scalar_t* x, const sc
   return sums;
 }
 
-bool given(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
-
-void check_per_channel(const std::optional<at::Tensor>& t, const char* name, int64_t channels,
-                       const char* op) {
-  TORCH_CHECK(!given(t) || (t->dim() == 1 && t->size(0) == channels), "ndops::", op, ": ", name,
-              " must have shape (C,) = (", channels, ",), got ", t->sizes());
-}
-
 // The values of a (C,) tensor as acc_t, or `fill` everywhere when it is not given.
 template <typename acc_t>
 std::vector<acc_t> channel_values(const std::optional<at::Tensor>& t, acc_t fill,
@@ -227,23 +195,9 @@ ForwardResult batch_norm_act_nd_cpu(const at::Tensor& input,
                                     double negative_slope) {
   constexpr const char* kOp = "batch_norm_act_nd";
   const Activation act = parse_activation(activation);
-  TORCH_CHECK(input.dim() >= 2, "ndops::batch_norm_act_nd: input must have shape (B, C, ",
-              "*spatial), got ", input.sizes());
-  TORCH_CHECK(at::isFloatingType(input.scalar_type()), "ndops::batch_norm_act_nd: input must ",
-              "be a floating-point tensor, got ", input.scalar_type());
+  const bool tracked = check_batch_norm_forward(input, running_mean, running_var, weight, bias,
+                                                training);
   const Planes p(input.sizes());
-  const bool tracked = given(running_mean);
-  TORCH_CHECK(tracked == given(running_var), "ndops::batch_norm_act_nd: running_mean and ",
-              "running_var must both be given or both be None");
-  TORCH_CHECK(training || tracked, "ndops::batch_norm_act_nd: running_mean and running_var ",
-              "must be given when training=False");
-  check_per_channel(running_mean, "running_mean", p.channels, kOp);
-  check_per_channel(running_var, "running_var", p.channels, kOp);
-  check_per_channel(weight, "weight", p.channels, kOp);
-  check_per_channel(bias, "bias", p.channels, kOp);
-  TORCH_CHECK(!training || p.values_per_channel() != 1, "ndops::batch_norm_act_nd: Expected ",
-              "more than 1 value per channel when training, got input size ", input.sizes());
-
   const at::Tensor x = input.contiguous();
   at::Tensor output = empty_for_single_write(input.sizes(), input.options());
   const auto acc_options = input.options().dtype(at::toOpMathType(input.scalar_type()));
@@ -310,20 +264,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_nd_backward_cpu(
     double negative_slope) {
   constexpr const char* kOp = "_batch_norm_act_nd_backward";
   const Activation act = parse_activation(activation);
-  TORCH_CHECK(input.dim() >= 2 && grad_output.sizes() == input.sizes(), "ndops::", kOp,
-              ": grad_output ", grad_output.sizes(), " and input ", input.sizes(),
-              " must have one shape (B, C, *spatial)");
-  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), "ndops::", kOp,
-              ": grad_output and input must have one dtype");
+  check_batch_norm_backward(grad_output, input, weight, bias, save_mean, save_invstd);
   const Planes p(input.sizes());
   const auto acc_type = at::toOpMathType(input.scalar_type());
-  check_per_channel(weight, "weight", p.channels, kOp);
-  check_per_channel(bias, "bias", p.channels, kOp);
-  check_per_channel(save_mean, "save_mean", p.channels, kOp);
-  check_per_channel(save_invstd, "save_invstd", p.channels, kOp);
-  TORCH_CHECK(save_mean.scalar_type() == acc_type && save_invstd.scalar_type() == acc_type,
-              "ndops::", kOp, ": save_mean and save_invstd must have dtype ", acc_type);
-
   const at::Tensor x = input.contiguous(), dy = grad_output.contiguous();
   at::Tensor grad_input = empty_for_single_write(input.sizes(), input.options());
   const auto options = input.options();

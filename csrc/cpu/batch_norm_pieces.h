@@ -70,13 +70,6 @@ void normalize_piece(const scalar_t* x, scalar_t* y, int64_t n, ChannelAffine<ac
   }
 }
 
-// Gradient at the pre-activation z = x * scale + shift (recomputed from x, not saved).
-template <Activation kAct, typename acc_t>
-inline acc_t pre_activation_grad(acc_t x, acc_t dy, ChannelAffine<acc_t> affine,
-                                 acc_t negative_slope) {
-  return dy * activation_derivative<kAct>(x * affine.scale + affine.shift, negative_slope);
-}
-
 template <typename acc_t>
 struct GradSums {
   acc_t dz = 0, dz_centered = 0;  // sum(dz), sum(dz * (x - mean))

@@ -8,6 +8,9 @@
 // native conv pads the inner dims itself when it can (symmetric zeros), else the gather pads
 // them too (other padding modes, (before, after) pairs). L is max(N - 3, 0) (N <= 3 with
 // symmetric zero padding: torch's conv alone).
+// Few input channels per group (float32, AVX2) take the direct kernel of csrc/cpu/conv_direct.cpp
+// instead (conv_forward / conv_backward below pick it); without AVX-512 the native conv's
+// weight gradient runs on csrc/cpu/conv_weight_grad.cpp's kernel rather than oneDNN's.
 // The backward recomputes the gathered buffer (cheaper than keeping it), runs the native
 // conv's backward on it, and scatters the gathered gradient back with the adjoint pass.
 //
@@ -26,7 +29,9 @@
 #include <vector>
 
 #include "cpu/conv.h"
+#include "cpu/conv_direct.h"
 #include "cpu/conv_gather.h"
+#include "cpu/conv_weight_grad.h"
 
 namespace ndops {
 namespace {
@@ -186,9 +191,12 @@ bool is_channels_last(const at::Tensor& input) {
   return input.size(1) > 1 && input.stride(1) == 1 && !input.is_contiguous();
 }
 
-ConvOutputs conv_forward(const char* op, const at::Tensor& input, const at::Tensor& weight,
-                         const std::optional<at::Tensor>& bias, const ConvArgs& args,
-                         const ConvEpilogue& epilogue, bool keep_pre_activation) {
+namespace {
+
+ConvOutputs gathered_conv_forward(const char* op, const at::Tensor& input,
+                                  const at::Tensor& weight,
+                                  const std::optional<at::Tensor>& bias, const ConvArgs& args,
+                                  const ConvEpilogue& epilogue, bool keep_pre_activation) {
   const int lead = gathered_dims(weight);
   const ConvPlan plan = make_conv_plan(op, input, weight, args.stride, args.padding,
                                        args.dilation, args.groups, args.padding_mode, lead);
@@ -240,11 +248,35 @@ ConvOutputs conv_forward(const char* op, const at::Tensor& input, const at::Tens
   return result;
 }
 
+}  // namespace
+
+ConvOutputs conv_forward(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias, const ConvArgs& args,
+                         const ConvEpilogue& epilogue, bool keep_pre_activation) {
+  if (direct_conv_applies(input, weight)) {
+    return direct_conv_forward(op, input, weight, bias, args, epilogue, keep_pre_activation);
+  }
+  return gathered_conv_forward(op, input, weight, bias, args, epilogue, keep_pre_activation);
+}
+
 ConvGrads conv_backward(const char* op, const at::Tensor& grad_output,
                         const at::Tensor& activation_input, const at::Tensor& input,
                         const at::Tensor& weight, const ConvArgs& args,
                         const ConvEpilogue& epilogue, std::array<bool, 3> output_mask,
                         const at::Tensor& initial) {
+  if (!initial.defined() && direct_conv_applies(input, weight)) {
+    return direct_conv_backward(op, grad_output, activation_input, input, weight, args,
+                                epilogue, output_mask);
+  }
+  return gathered_conv_backward(op, grad_output, activation_input, input, weight, args,
+                                epilogue, output_mask, initial);
+}
+
+ConvGrads gathered_conv_backward(const char* op, const at::Tensor& grad_output,
+                                 const at::Tensor& activation_input, const at::Tensor& input,
+                                 const at::Tensor& weight, const ConvArgs& args,
+                                 const ConvEpilogue& epilogue, std::array<bool, 3> output_mask,
+                                 const at::Tensor& initial) {
   const int lead = gathered_dims(weight);
   const ConvPlan plan = make_conv_plan(op, input, weight, args.stride, args.padding,
                                        args.dilation, args.groups, args.padding_mode, lead);
@@ -281,6 +313,11 @@ ConvGrads conv_backward(const char* op, const at::Tensor& grad_output,
                            ? with_collapsible_inner(input, lead)
                            : input;
   const at::Tensor w = convolve && !native_only ? inner_weight(weight, plan, inner) : weight;
+  // The weight gradient of the native conv on conv_weight_grad.cpp's kernel, where it applies.
+  const bool own_weight_grad =
+      convolve && need_weight && !native_only &&
+      channels_last_weight_grad_applies(weight.scalar_type(),
+                                        plan.gathered_channels() / args.groups);
   const int64_t positions = native_only ? 1 : plan.lead_positions;
   for (int64_t first = 0; grad.numel() > 0 && first < positions; first += chunk) {
     const int64_t count = std::min(chunk, positions - first);
@@ -309,16 +346,22 @@ ConvGrads conv_backward(const char* op, const at::Tensor& grad_output,
     }
     at::Tensor gathered = gathered_buffer(plan, inner, count, weight.options());
     if (need_weight) gather_taps(x, plan, first, count, gathered);
-    auto [grad_gathered, grad_w, unused] = at::convolution_backward(
-        *packed, gathered, w, std::nullopt, inner.stride,
-        inner.padding, inner.dilation, false, inner.zeros, args.groups,
-        {need_input, need_weight, false});
-    if (need_input) {
-      scatter_taps(grad_gathered, plan, first, count, grads.input, first > 0, initial);
+    if (need_input || (need_weight && !own_weight_grad)) {
+      auto [grad_gathered, grad_w, unused] = at::convolution_backward(
+          *packed, gathered, w, std::nullopt, inner.stride, inner.padding, inner.dilation,
+          false, inner.zeros, args.groups, {need_input, need_weight && !own_weight_grad, false});
+      if (need_input) {
+        scatter_taps(grad_gathered, plan, first, count, grads.input, first > 0, initial);
+      }
+      if (need_weight && !own_weight_grad) {
+        grad_inner_weight =
+            first == 0 ? grad_w.to(accumulate_type) : grad_inner_weight.add_(grad_w);
+      }
     }
-    if (need_weight) {
-      grad_inner_weight =
-          first == 0 ? grad_w.to(accumulate_type) : grad_inner_weight.add_(grad_w);
+    if (own_weight_grad) {
+      if (first == 0) grad_inner_weight = at::zeros(w.sizes(), w.options());
+      channels_last_weight_grad(gathered, *packed, inner.kernel, inner.stride, inner.padding,
+                                inner.dilation, args.groups, grad_inner_weight);
     }
   }
   const bool computed = convolve && grad.numel() > 0;

@@ -42,6 +42,14 @@ ConvGrads conv_backward(const char* op, const at::Tensor& grad_output,
                         const ConvEpilogue& epilogue, std::array<bool, 3> output_mask,
                         const at::Tensor& initial = at::Tensor());
 
+// conv_backward on the gathered path alone (the direct kernel's fallback for the input
+// gradients it does not compute itself).
+ConvGrads gathered_conv_backward(const char* op, const at::Tensor& grad_output,
+                                 const at::Tensor& activation_input, const at::Tensor& input,
+                                 const at::Tensor& weight, const ConvArgs& args,
+                                 const ConvEpilogue& epilogue, std::array<bool, 3> output_mask,
+                                 const at::Tensor& initial = at::Tensor());
+
 // A (B, C, *spatial) tensor, channels-first or with the channels innermost in memory.
 at::Tensor empty_spatial(c10::IntArrayRef sizes, const at::TensorOptions& options,
                          bool channels_last);

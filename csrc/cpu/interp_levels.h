@@ -19,42 +19,6 @@
 namespace ndops {
 namespace interp_cpu {
 
-// The taps of one output coordinate of one dim; coinciding taps (nearest, a dim that keeps
-// its size, the last input pixel) are merged into one (count 1, weight1 = 0).
-template <typename T>
-struct Tap {
-  int64_t index0, index1;
-  T weight0, weight1;
-  int count;
-  bool is_copy() const { return count == 1 && weight0 == T(1); }
-};
-
-// T: the type torch computes source coordinates in (see common/interp.h).
-template <typename T>
-std::vector<Tap<T>> tabulate_taps(const InterpGeometry& g, int d) {
-  const int64_t in = g.in_sizes[d], out = g.out_sizes[d];
-  const T ratio = interp_ratio<T>(in, out, g.align_corners, g.scales[d]);
-  std::vector<Tap<T>> taps(out);
-  for (int64_t o = 0; o < out; ++o) {
-    Tap<T>& t = taps[o];
-    if (g.mode == InterpMode::kLinear) {
-      linear_taps<T>(ratio, o, in, out, g.align_corners, &t.index0, &t.index1, &t.weight0,
-                     &t.weight1);
-    } else {
-      const bool exact = g.mode == InterpMode::kNearestExact;
-      t.index0 = t.index1 = nearest_source_index<T>(ratio, o, in, exact);
-      t.weight0 = T(1);
-      t.weight1 = T(0);
-    }
-    t.count = t.index0 == t.index1 ? 1 : 2;
-    if (t.count == 1) {
-      t.weight0 += t.weight1;
-      t.weight1 = T(0);
-    }
-  }
-  return taps;
-}
-
 // v if keep, else +0, by masking its bits: a select the loops vectorize, which (unlike a
 // multiplication by 0) also drops an inf or NaN.
 template <typename T>

@@ -285,21 +285,6 @@ void advise_huge_pages(const at::Tensor& t) {
 #endif
 }
 
-void check_dtype(const at::Tensor& t, bool allow_byte, const char* op, const char* name) {
-  const at::ScalarType type = t.scalar_type();
-  TORCH_CHECK(type == at::kFloat || type == at::kDouble || type == at::kBFloat16 ||
-                  type == at::kHalf || (allow_byte && type == at::kByte),
-              "ndops::", op, ": ", name, " must be float16, bfloat16, float32 or float64",
-              allow_byte ? " (or uint8 for the nearest modes)" : "", ", got ", type);
-}
-
-// The channels-last form of a call: the channel dim appended as an unchanged last dim.
-std::vector<int64_t> with_channels(c10::IntArrayRef sizes, int64_t channels) {
-  std::vector<int64_t> out(sizes.begin(), sizes.end());
-  out.push_back(channels);
-  return out;
-}
-
 at::Tensor forward_contiguous(const at::Tensor& in, const InterpGeometry& g) {
   at::Tensor out = at::empty(interp_output_sizes(in.sizes(), g), in.options());
   if (out.numel() == 0) return out;
@@ -336,24 +321,20 @@ at::Tensor backward_contiguous(const at::Tensor& grad, c10::IntArrayRef input_si
   return grad_input;
 }
 
-std::vector<double> scale_list(std::optional<c10::ArrayRef<double>> scales) {
-  return scales ? std::vector<double>(scales->begin(), scales->end()) : std::vector<double>{};
-}
-
 at::Tensor interpolate_nd_cpu(const at::Tensor& input, c10::IntArrayRef output_size,
                               std::optional<c10::ArrayRef<double>> scales,
                               std::string_view mode, bool align_corners, bool antialias) {
   TORCH_CHECK(!antialias, "ndops::interpolate_nd: antialias=True has no compiled kernel; ",
               "ndops.interpolate_nd runs its fallback for it");
   const InterpMode interp_mode = parse_interp_mode(mode);
-  std::vector<double> scale = scale_list(scales);
+  std::vector<double> scale = interp_scale_list(scales);
   const InterpGeometry g = interp_geometry(input.sizes(), output_size, scale, interp_mode,
                                            align_corners);
-  check_dtype(input, interp_mode != InterpMode::kLinear, "interpolate_nd", "input");
+  check_interp_dtype(input, interp_mode != InterpMode::kLinear, "interpolate_nd", "input");
   if (!interp_channels_last(input, g.ndim)) return forward_contiguous(input.contiguous(), g);
   const at::Tensor moved = input.movedim(1, -1);  // (B, *spatial, C), contiguous
   if (!scale.empty()) scale.push_back(-1.0);
-  const std::vector<int64_t> sizes = with_channels(output_size, input.size(1));
+  const std::vector<int64_t> sizes = interp_with_channels(output_size, input.size(1));
   return forward_contiguous(moved, interp_geometry(moved.sizes(), sizes, scale, interp_mode,
                                                    align_corners))
       .movedim(-1, 1);
@@ -365,7 +346,7 @@ at::Tensor interpolate_nd_backward_cpu(const at::Tensor& grad_output,
                                        std::optional<c10::ArrayRef<double>> scales,
                                        std::string_view mode, bool align_corners) {
   const InterpMode interp_mode = parse_interp_mode(mode);
-  std::vector<double> scale = scale_list(scales);
+  std::vector<double> scale = interp_scale_list(scales);
   const InterpGeometry g = interp_geometry(input_size, output_size, scale, interp_mode,
                                            align_corners);
   const std::vector<int64_t> expected = interp_output_sizes(input_size, g);
@@ -373,7 +354,7 @@ at::Tensor interpolate_nd_backward_cpu(const at::Tensor& grad_output,
               "_interpolate_nd_backward: grad_output has shape ", grad_output.sizes(),
               " but interpolating input_size ", input_size, " to output_size ", output_size,
               " gives ", c10::IntArrayRef(expected));
-  check_dtype(grad_output, false, "_interpolate_nd_backward", "grad_output");
+  check_interp_dtype(grad_output, false, "_interpolate_nd_backward", "grad_output");
   if (!interp_channels_last(grad_output, g.ndim)) {
     return backward_contiguous(grad_output.contiguous(), input_size, g);
   }
@@ -382,7 +363,7 @@ at::Tensor interpolate_nd_backward_cpu(const at::Tensor& grad_output,
   std::vector<int64_t> moved_input(input_size.begin(), input_size.end());
   std::rotate(moved_input.begin() + 1, moved_input.begin() + 2, moved_input.end());
   if (!scale.empty()) scale.push_back(-1.0);
-  const std::vector<int64_t> sizes = with_channels(output_size, input_size[1]);
+  const std::vector<int64_t> sizes = interp_with_channels(output_size, input_size[1]);
   return backward_contiguous(moved, moved_input,
                              interp_geometry(moved_input, sizes, scale, interp_mode,
                                              align_corners))

@@ -29,18 +29,6 @@ int64_t rows_per_task(int64_t row_length) {
   return std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(row_length, 1));
 }
 
-// source[d][o]: the input coordinate that output coordinate o of padded dim d copies (-1: fill).
-std::vector<std::vector<int64_t>> source_tables(const PadGeometry& g, PadMode mode) {
-  std::vector<std::vector<int64_t>> tables(g.ndim);
-  for (int d = 0; d < g.ndim; ++d) {
-    tables[d].resize(g.out_sizes[d]);
-    for (int64_t o = 0; o < g.out_sizes[d]; ++o) {
-      tables[d][o] = pad_source_index(mode, o, g.in_sizes[d], g.pad_left[d], g.pad_right[d]);
-    }
-  }
-  return tables;
-}
-
 // A row of the last padded dim is addressed by (lead index, c_0, ..., c_{N-2}), c_d being a
 // coordinate of padded dim d; these are the sizes of that index space for `sizes`.
 std::vector<int64_t> row_index_space(int64_t lead, const std::vector<int64_t>& sizes) {
@@ -72,7 +60,7 @@ template <typename scalar_t>
 void pad_forward_rows(const scalar_t* in, scalar_t* out, const PadGeometry& g, PadMode mode,
                       scalar_t fill) {
   const int n = g.ndim;
-  const auto source = source_tables(g, mode);
+  const auto source = pad_source_tables(g, mode);
   const LastDim last = last_dim(g, source);
   std::vector<int64_t> in_strides(n);
   contiguous_strides(g.in_sizes.data(), n, in_strides.data());
@@ -108,41 +96,19 @@ void pad_forward_rows(const scalar_t* in, scalar_t* out, const PadGeometry& g, P
   });
 }
 
-// The inverse of one outer dim's map, in compressed rows: the output coordinates that copy
-// input coordinate j are entries [begin[j], begin[j + 1]) of offsets, each stored as
-// o * out_stride (its offset in grad_output).
-struct Sinks {
-  std::vector<int64_t> begin, offsets;
-};
-
-Sinks invert_source(const std::vector<int64_t>& source, int64_t in_size, int64_t out_stride) {
-  Sinks sinks;
-  sinks.begin.assign(in_size + 1, 0);
-  for (const int64_t s : source) {
-    if (s >= 0) ++sinks.begin[s + 1];
-  }
-  for (int64_t j = 0; j < in_size; ++j) sinks.begin[j + 1] += sinks.begin[j];
-  sinks.offsets.resize(sinks.begin[in_size]);
-  std::vector<int64_t> cursor(sinks.begin.begin(), sinks.begin.end() - 1);
-  for (int64_t o = 0; o < static_cast<int64_t>(source.size()); ++o) {
-    if (source[o] >= 0) sinks.offsets[cursor[source[o]]++] = o * out_stride;
-  }
-  return sinks;
-}
-
 template <typename scalar_t>
 void pad_backward_rows(const scalar_t* grad_out, scalar_t* grad_in, const PadGeometry& g,
                        PadMode mode) {
   using acc_t = at::opmath_type<scalar_t>;
   const int n = g.ndim, outer = g.ndim - 1;
-  const auto source = source_tables(g, mode);
+  const auto source = pad_source_tables(g, mode);
   const LastDim last = last_dim(g, source);
   std::vector<int64_t> out_strides(n);
   contiguous_strides(g.out_sizes.data(), n, out_strides.data());
   const int64_t out_plane = product(g.out_sizes);  // elements per lead index
-  std::vector<Sinks> sinks;
+  std::vector<PadSinks> sinks;
   for (int d = 0; d < outer; ++d) {
-    sinks.push_back(invert_source(source[d], g.in_sizes[d], out_strides[d]));
+    sinks.push_back(invert_pad_source(source[d], g.in_sizes[d], out_strides[d]));
   }
   const auto rows = row_index_space(g.lead, g.in_sizes);
 

@@ -28,18 +28,14 @@ BoxPool sliding_pool(const char* op, int64_t planes, const SlidingWindow& w, boo
   BoxPool pool;
   pool.planes = planes;
   pool.divisor_override = divisor_override;
+  check_sliding_windows(op, w, is_max);
   for (size_t d = 0; d < w.in.size(); ++d) {
-    TORCH_CHECK(w.in[d] > 0, op, ": input must have non-zero spatial sizes, got ",
-                c10::IntArrayRef(w.in));
     DimTaps dim;
     dim.in_size = w.in[d];
     dim.step = w.dilation[d];
     for (int64_t o = 0; o < w.out[d]; ++o) {
       const WindowTaps taps = sliding_window_taps(o, w.in[d], w.kernel[d], w.stride[d],
                                                   w.padding[d], w.dilation[d]);
-      TORCH_CHECK(!is_max || taps.count > 0, op, ": with dilation ",
-                  c10::IntArrayRef(w.dilation), " and padding ", c10::IntArrayRef(w.padding),
-                  ", output position ", o, " of spatial dim ", d, " pools no input element");
       dim.add(taps, is_max ? 1
                            : avg_window_divisor(o, w.in[d], w.kernel[d], w.stride[d],
                                                 w.padding[d], count_include_pad));

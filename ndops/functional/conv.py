@@ -78,17 +78,9 @@ def _pad_right(x, extra):
     return F.pad(x, [v for e in reversed(extra) for v in (0, e)])
 
 
-def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-            spatial_dims=None):
-    """N-d convolution: ``F.conv1d/2d/3d`` for any number N of spatial dims.
-
-    input (B, C_in, *spatial) or unbatched (C_in, *spatial); weight (C_out, C_in/groups,
-    *kernel); bias (C_out,) or None; output (B, C_out, *out), out = (in + 2p - d(k-1) - 1)//s + 1.
-    padding: int, N-tuple, 'valid' or 'same' (stride 1 only; an odd total puts the extra zero
-    on the right, as torch does). N is weight.dim() - 2 (rules in ``ndops._args``).
-    Differences from torch: any N; bad arguments raise ValueError (torch: RuntimeError).
-    """
-    op = "conv_nd"
+def _conv_arguments(op, input, weight, bias, stride, padding, dilation, groups, spatial_dims):
+    """conv_nd's checks (shared with conv_bias_act_nd). Returns (n, batched, stride, dilation,
+    symmetric padding, extra zeros on the right), the last four as N-tuples."""
     _check_tensor(op, "weight", weight)
     if bias is not None:
         _check_tensor(op, "bias", bias)
@@ -116,17 +108,38 @@ def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     out_size = [(i + 2 * p + e - d * (k - 1) - 1) // s + 1 for i, p, e, d, k, s in
                 zip(in_size, symmetric, extra, dilation, kernel, stride)]
     _args.check_output_size(op, out_size, in_size)
+    return n, batched, stride, dilation, symmetric, extra
 
+
+def _kernel_padding(symmetric, extra):
+    """The compiled kernels' padding: N entries, or (before, after) pairs dim by dim where an
+    asymmetric 'same' adds zeros on the right (no padded copy either way)."""
+    if not any(extra):
+        return list(symmetric)
+    return [v for p, e in zip(symmetric, extra) for v in (p, p + e)]
+
+
+def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+            spatial_dims=None):
+    """N-d convolution: ``F.conv1d/2d/3d`` for any number N of spatial dims.
+
+    input (B, C_in, *spatial) or unbatched (C_in, *spatial); weight (C_out, C_in/groups,
+    *kernel); bias (C_out,) or None; output (B, C_out, *out), out = (in + 2p - d(k-1) - 1)//s + 1.
+    padding: int, N-tuple, 'valid' or 'same' (stride 1 only; an odd total puts the extra zero
+    on the right, as torch does). N is weight.dim() - 2 (rules in ``ndops._args``).
+    Differences from torch: any N; bad arguments raise ValueError (torch: RuntimeError).
+    """
+    op = "conv_nd"
+    n, batched, stride, dilation, symmetric, extra = _conv_arguments(
+        op, input, weight, bias, stride, padding, dilation, groups, spatial_dims)
     x = _args.with_batch(input, batched)
     impl = _backend.choose(op, n, input.device)
     if impl == "native":
         torch_padding = padding if isinstance(padding, str) else symmetric
         out = getattr(F, f"conv{n}d")(x, weight, bias, stride, torch_padding, dilation, groups)
     elif impl == "ext":
-        # The kernel takes (before, after) pairs, so an asymmetric 'same' needs no padded copy.
-        pads = symmetric if not any(extra) else [
-            v for p, e in zip(symmetric, extra) for v in (p, p + e)]
-        out = torch.ops.ndops.conv_nd(x, weight, bias, stride, pads, dilation, groups)
+        out = torch.ops.ndops.conv_nd(x, weight, bias, stride, _kernel_padding(symmetric, extra),
+                                      dilation, groups)
     else:
         x = _pad_right(x, extra)
         out = _fallback.conv_nd(x, weight, bias, stride, symmetric, dilation, groups)

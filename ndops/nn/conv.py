@@ -1,17 +1,17 @@
 """``ConvNd`` and ``ConvTransposeNd``: ``nn.Conv{1,2,3}d`` / ``nn.ConvTranspose{1,2,3}d`` at any N.
 
 Both subclass torch's own ``_ConvNd`` / ``_ConvTransposeNd``, whose construction logic does not
-depend on N: argument checks, the weight/bias shapes, ``_reversed_padding_repeated_twice`` (the
-F.pad-ordered padding used by non-zeros ``padding_mode``, asymmetric for 'same' with even
-kernels), ``reset_parameters`` (same RNG draws, so the same seed gives the same weights bit for
-bit), ``extra_repr``, pickling and ``_output_padding``. Only ``forward`` changes: it calls
-``ndops.functional`` with ``spatial_dims=N``. Being subclasses, the modules are also recognized
+depend on N: argument checks, the weight/bias shapes, ``reset_parameters`` (same RNG draws, so
+the same seed gives the same weights bit for bit), ``extra_repr``, pickling and
+``_output_padding``. Only ``forward`` changes: it calls ``ndops.functional`` with
+``spatial_dims=N`` (``conv_bias_act_nd`` for a non-zeros ``padding_mode`` or an activation). Being subclasses, the modules are also recognized
 by code that looks for ``isinstance(m, torch.nn.modules.conv._ConvNd)`` (weight init loops).
 """
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 
 from .. import functional
 from .._args import as_tuple, check_nonnegative, check_positive, tuple_lengths
+from ..fallback.norm import ACTIVATIONS
 from ._spatial import resolve_spatial_dims
 
 
@@ -38,33 +38,55 @@ class ConvNd(_ConvNd):
     Arguments, defaults, parameters (``weight`` of shape (C_out, C_in/groups, *kernel_size),
     ``bias``) and initialization are torch's. N is ``spatial_dims`` or the length of a tuple
     argument (``ndops.nn._spatial``); ints alone raise a ValueError asking for it. Every
-    ``padding_mode`` works at any N (torch: reflect/circular stop at 3 dims).
+    ``padding_mode`` works at any N (torch: reflect/circular stop at 3 dims); the compiled
+    kernel applies it while gathering, without a padded copy of the input. ``activation``
+    (None or "none", "relu", "leaky_relu" with ``negative_slope``, "silu", "gelu",
+    "gelu_tanh") follows the conv, fused into it (``ndops.functional.conv_bias_act_nd``);
+    parameters and state_dict are those of torch's Conv whatever the activation.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
-                 spatial_dims=None):
+                 spatial_dims=None, activation=None, negative_slope=0.01):
         n, kernel_size, stride, padding, dilation = _conv_geometry(
             "ConvNd", kernel_size, stride, padding, dilation, spatial_dims)
+        if activation is not None and activation not in ACTIVATIONS:
+            raise ValueError(f"ndops.nn.ConvNd: activation must be None or one of "
+                             f"{ACTIVATIONS}, got {activation!r}")
         super().__init__(in_channels=in_channels, out_channels=out_channels,
                          kernel_size=kernel_size, stride=stride, padding=padding,
                          dilation=dilation, transposed=False, output_padding=(0,) * n,
                          groups=groups, bias=bias, padding_mode=padding_mode,
                          device=device, dtype=dtype)
         self.spatial_dims = n
+        self.activation = None if activation == "none" else activation
+        self.negative_slope = float(negative_slope)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.__dict__.setdefault("activation", None)  # modules pickled before activation=
+        self.__dict__.setdefault("negative_slope", 0.01)
 
     def _conv_forward(self, input, weight, bias):
-        padding = self.padding
-        if self.padding_mode != "zeros":
-            # Like torch: pad explicitly with the mode, then convolve without implicit padding.
-            input = functional.pad_nd(input, self._reversed_padding_repeated_twice,
-                                      mode=self.padding_mode, spatial_dims=self.spatial_dims)
-            padding = 0
-        return functional.conv_nd(input, weight, bias, self.stride, padding, self.dilation,
-                                  self.groups, spatial_dims=self.spatial_dims)
+        if self.padding_mode == "zeros" and self.activation is None:
+            return functional.conv_nd(input, weight, bias, self.stride, self.padding,
+                                      self.dilation, self.groups, spatial_dims=self.spatial_dims)
+        # The padding mode as torch applies it (F.pad, then an unpadded conv), in one op.
+        return functional.conv_bias_act_nd(
+            input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+            self.activation or "none", self.negative_slope, self.padding_mode,
+            spatial_dims=self.spatial_dims)
 
     def forward(self, input):
         return self._conv_forward(input, self.weight, self.bias)
+
+    def extra_repr(self):
+        text = super().extra_repr()
+        if self.activation is not None:
+            text += f", activation={self.activation!r}"
+        if self.activation == "leaky_relu":
+            text += f", negative_slope={self.negative_slope}"
+        return text
 
 
 class ConvTransposeNd(_ConvTransposeNd):

@@ -1,0 +1,518 @@
+// The direct convolution for few input channels (declared in csrc/cpu/conv_direct.h; row
+// kernels in csrc/cpu/conv_direct_avx2.cpp; index math in csrc/common/conv_gather.h).
+//
+// With few input channels the gathered conv (csrc/cpu/conv.cpp) hands oneDNN a GEMM whose
+// reduction is a handful of channels, which it runs at a few percent of the FMA peak. Here the
+// input is first staged row by row with the last dim's padding applied (whatever the mode) and
+// split into stride phases, so that every tap of the last dim reads a contiguous run: one pass,
+// (W + padding + 8 * stride) / W times the input's size (few channels: small next to the
+// output); the other dims' padding is never copied, ConvPlan's source tables resolve it. A task
+// then takes one plane (every dim but the last two fixed) of one group, and the AVX2 row kernels
+// accumulate its output rows in registers. The backward computes the weight gradient from the
+// same staged rows, and the input gradient of a stride-1 zero-padded conv as the direct conv of
+// the output gradient with the flipped kernel; other input gradients take the gathered path.
+//
+// The rule (measured on the project machine, AMD EPYC Zen 3, AVX2, 2 threads, fp32; numbers in
+// direct_rule below): the direct kernel runs when each group has at most 4 input channels.
+#include "cpu/conv_direct.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+#include <c10/util/accumulate.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "common/activation.h"
+#include "common/conv_gather.h"
+#include "common/nd_index.h"
+#include "cpu/conv_direct_kernels.h"
+#include "cpu/conv_gather.h"
+#include "cpu/conv_planes.h"
+
+namespace ndops {
+namespace {
+
+bool cpu_has_avx2_fma() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+#else
+  return false;
+#endif
+}
+
+// NDOPS_CONV_DIRECT: "" (unset) follow the rules, "0" never, "1" wherever the kernel can run,
+// "weight_grad" never (only conv_weight_grad.cpp's kernel runs: tests).
+std::string_view forced_mode() {
+  const char* forced = std::getenv("NDOPS_CONV_DIRECT");
+  return forced == nullptr ? "" : forced;
+}
+
+// Whether the direct kernel can run these tensors at all.
+bool runs_direct(const at::Tensor& input, const at::Tensor& weight) {
+  return cpu_has_avx2_fma() && input.device().is_cpu() && input.scalar_type() == at::kFloat &&
+         weight.scalar_type() == at::kFloat && input.numel() > 0 && weight.numel() > 0 &&
+         !is_channels_last(input);
+}
+
+// The measured rule (see the file comment): few input channels per group.
+bool direct_rule(const at::Tensor& weight) { return weight.size(1) <= 4; }
+
+// Zeros after each phase of a source row: the overrun of the last (partial) vector.
+constexpr int64_t kSlack = 8;
+// Output rows per task at most, which bounds a task's table of source rows.
+constexpr int64_t kMaxTaskRows = 64;
+
+struct DirectPlan {
+  ConvPlan conv;   // gathering N - 1 dims: the source tables of every dim but the last
+  int outer = 0;   // the dims before the row dim (N - 2 of them)
+  int64_t outer_positions = 1, outer_taps = 1;
+  int64_t rows_in = 1, rows_out = 1, row_kernel = 1;  // the row dim, N - 2
+  int64_t width = 1, last_kernel = 1;                 // the last dim: output size, kernel
+  int64_t row_taps = 1;  // C_in/groups * outer_taps * row_kernel
+  // raw: the row kernels read the input's own rows through masks (stride 1, zero padding,
+  // unit stride along the last dim); else a staged copy (stage_input).
+  bool raw = false;
+  int64_t phase_stride = 0, row_stride = 0;
+  std::vector<int64_t> slot_source;  // [row_stride]: input coordinate of each entry, or -1
+  int64_t run_begin = 0, run_end = 0;  // the longest run of slot_source counting up by one
+  std::vector<int64_t> tap_offsets;    // [last_kernel]
+
+  int64_t cin() const { return conv.group_channels; }
+  int64_t cout() const { return conv.out_channels / conv.groups; }
+};
+
+// N >= 2 (conv_nd at N = 1 runs with a unit dim in front).
+DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
+                       const ConvArgs& args) {
+  const int n = static_cast<int>(w.dim()) - 2;
+  DirectPlan p;
+  p.conv = make_conv_plan(op, x, w, args.stride, args.padding, args.dilation, args.groups,
+                          args.padding_mode, n - 1);
+  const ConvPlan& c = p.conv;
+  p.outer = n - 2;
+  for (int d = 0; d < p.outer; ++d) {
+    p.outer_positions *= c.out_sizes[d];
+    p.outer_taps *= c.kernel[d];
+  }
+  p.rows_in = c.in_sizes[n - 2];
+  p.rows_out = c.out_sizes[n - 2];
+  p.row_kernel = c.kernel[n - 2];
+  p.width = c.out_sizes[n - 1];
+  p.last_kernel = c.kernel[n - 1];
+  p.row_taps = p.cin() * p.outer_taps * p.row_kernel;
+  const int64_t stride = c.stride[n - 1], size = c.in_sizes[n - 1];
+  const int64_t padded = size + c.pad_left[n - 1] + c.pad_right[n - 1];
+  p.phase_stride = ceil_div(ceil_div(padded, stride) + kSlack, kSlack) * kSlack;
+  p.row_stride = stride * p.phase_stride;
+  p.slot_source.resize(p.row_stride);
+  for (int64_t m = 0; m < p.row_stride; ++m) {
+    const int64_t j = (m % p.phase_stride) * stride + m / p.phase_stride;
+    p.slot_source[m] = j < padded ? pad_source_index(c.mode, j, size, c.pad_left[n - 1],
+                                                     c.pad_right[n - 1])
+                                  : -1;
+  }
+  for (int64_t m = 0, begin = 0; m < p.row_stride; ++m) {
+    const int64_t v = p.slot_source[m];
+    if (m == 0 || v < 0 || p.slot_source[m - 1] < 0 || v != p.slot_source[m - 1] + 1) {
+      begin = m;
+    }
+    if (v >= 0 && m + 1 - begin > p.run_end - p.run_begin) {
+      p.run_begin = begin;
+      p.run_end = m + 1;
+    }
+  }
+  // Staging costs a pass over the input; the masked loads of raw rows slow the kernels down
+  // by a quarter to a third (measured): staging pays where the output is the larger side, as
+  // in the forward of a first layer, raw rows where the input is (the input gradient of a first
+  // layer: 43-45 ms raw against 53-57 ms staged for B4 C1->8 24^4).
+  p.raw = stride == 1 && x.stride(n + 1) == 1 && p.last_kernel <= kRowConvMaxMaskedTaps &&
+          (c.mode == PadMode::kConstant || (c.pad_left[n - 1] == 0 && c.pad_right[n - 1] == 0)) &&
+          p.cout() < p.cin();
+  for (int64_t k = 0; k < p.last_kernel; ++k) {
+    p.tap_offsets.push_back(
+        p.raw ? k * c.dilation[n - 1] - c.pad_left[n - 1]
+              : phase_split_index(k * c.dilation[n - 1], stride, p.phase_stride));
+  }
+  return p;
+}
+
+// Tasks: (plane, chunk of output rows); plane = b * outer_positions + outer position.
+struct Tasks {
+  int64_t planes, chunks, chunk;
+  int64_t count() const { return planes * chunks; }
+};
+
+Tasks split_tasks(const DirectPlan& p) {
+  const int64_t planes = p.conv.batch * p.outer_positions;
+  const int64_t wanted = ceil_div(4 * at::get_num_threads(), std::max<int64_t>(planes, 1));
+  const int64_t chunks = std::clamp<int64_t>(
+      std::max(wanted, ceil_div(p.rows_out, kMaxTaskRows)), 1, p.rows_out);
+  const int64_t chunk = ceil_div(p.rows_out, chunks);
+  return {planes, ceil_div(p.rows_out, chunk), chunk};
+}
+
+// The input staged for the row kernels: (B, C_in, *in_sizes[:-1], row_stride), each row with
+// the last dim's padding applied and split into stride phases (slot m holds input coordinate
+// slot_source[m], or zero).
+at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x) {
+  RECORD_FUNCTION("ndops::conv_nd::direct_stage", {});
+  const ConvPlan& c = p.conv;
+  const int n = c.ndim;
+  std::vector<int64_t> sizes{c.batch, c.in_channels};
+  sizes.insert(sizes.end(), c.in_sizes.begin(), c.in_sizes.end() - 1);
+  const int64_t rows = c10::multiply_integers(sizes);
+  sizes.push_back(p.row_stride);
+  at::Tensor staged = at::empty(sizes, x.options().memory_format(at::MemoryFormat::Contiguous));
+  const float* in = x.const_data_ptr<float>();
+  float* out = staged.mutable_data_ptr<float>();
+  const auto xs = x.strides();
+  const int64_t width_stride = xs[n + 1], run_source = p.slot_source[p.run_begin];
+  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> coords(n + 1);  // (b, c, dims 0 .. N-2)
+    unravel_index(begin, sizes.data(), n + 1, coords.data());
+    for (int64_t row = begin; row < end; ++row) {
+      const float* src = in + ravel_index(coords.data(), xs.data(), n + 1);
+      float* dst = out + row * p.row_stride;
+      for (int64_t m = 0; m < p.row_stride; ++m) {
+        if (m == p.run_begin) {  // the run: a plain (or strided) copy
+          const int64_t count = p.run_end - p.run_begin;
+          if (width_stride == 1) {
+            std::copy(src + run_source, src + run_source + count, dst + m);
+          } else {
+            for (int64_t i = 0; i < count; ++i) dst[m + i] = src[(run_source + i) * width_stride];
+          }
+          m = p.run_end - 1;
+          continue;
+        }
+        const int64_t v = p.slot_source[m];
+        dst[m] = v < 0 ? 0.0f : src[v * width_stride];
+      }
+      advance_index(coords.data(), sizes.data(), n + 1);
+    }
+  });
+  return staged;
+}
+
+// Per-thread scratch of row_sources.
+struct RowScratch {
+  explicit RowScratch(const DirectPlan& p)
+      : src(p.row_taps * std::min(p.rows_out, kMaxTaskRows)),
+        outer_offsets(p.outer_taps),
+        out_coords(p.outer),
+        tap_coords(p.outer) {}
+  std::vector<const float*> src;  // RowConv::src
+  std::vector<int64_t> outer_offsets, out_coords, tap_coords;
+};
+
+// The RowConv of output rows [h0, h1) of group g in plane (b, outer position o): pointers to
+// the rows they read through each row tap (null where a dim's zero padding is read), in the
+// staged input or, for raw plans, the input itself.
+RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, int64_t o,
+                    int64_t g, int64_t h0, int64_t h1, RowScratch& s, const float* zeros) {
+  const ConvPlan& c = p.conv;
+  const auto ss = staged.strides();
+  unravel_index(o, c.out_sizes.data(), p.outer, s.out_coords.data());
+  std::fill(s.tap_coords.begin(), s.tap_coords.end(), 0);
+  for (int64_t t = 0; t < p.outer_taps; ++t) {
+    s.outer_offsets[t] = lead_source_offset(s.out_coords.data(), s.tap_coords.data(),
+                                            c.kernel.data(), c.source.data(),
+                                            c.source_begin.data(), ss.data() + 2, p.outer);
+    advance_index(s.tap_coords.data(), c.kernel.data(), p.outer);
+  }
+  const float* base = staged.const_data_ptr<float>() + b * ss[0] + g * p.cin() * ss[1];
+  const int64_t* row_source = c.source.data() + c.source_begin[p.outer];
+  const int64_t rows = h1 - h0, row_stride = ss[c.ndim];
+  const float** src = s.src.data();
+  for (int64_t ci = 0; ci < p.cin(); ++ci) {
+    for (int64_t t = 0; t < p.outer_taps; ++t) {
+      const float* plane = base + ci * ss[1] + s.outer_offsets[t];
+      for (int64_t kh = 0; kh < p.row_kernel; ++kh, src += rows) {
+        for (int64_t h = h0; h < h1; ++h) {
+          const int64_t source = row_source[h * p.row_kernel + kh];
+          src[h - h0] = s.outer_offsets[t] < 0 || source < 0 ? nullptr
+                                                              : plane + source * row_stride;
+        }
+      }
+    }
+  }
+  const int row_dim = c.ndim - 2;
+  const bool shared = c.stride[row_dim] == 1 && c.dilation[row_dim] == 1 && p.row_kernel == 3;
+  return RowConv{s.src.data(), p.row_taps, rows, p.tap_offsets.data(), p.last_kernel, p.width,
+                 zeros, p.raw ? c.in_sizes[c.ndim - 1] : 0, shared ? int64_t{3} : 0};
+}
+
+// Offset of plane `plane`'s first output element in a contiguous (B, C, *out) tensor.
+int64_t plane_offset(const DirectPlan& p, const at::Tensor& t, int64_t plane,
+                     std::vector<int64_t>& coords) {
+  unravel_index(plane % p.outer_positions, p.conv.out_sizes.data(), p.outer, coords.data());
+  return plane / p.outer_positions * t.stride(0) +
+         ravel_index(coords.data(), t.strides().data() + 2, p.outer);
+}
+
+using RowActivation = void (*)(float*, int64_t, float);
+
+template <Activation kAct>
+void activate_row(float* row, int64_t width, float slope) {
+  for (int64_t i = 0; i < width; ++i) row[i] = activation_forward<kAct>(row[i], slope);
+}
+
+RowActivation row_activation(Activation act) {
+  switch (act) {
+    case Activation::kRelu: return activate_row<Activation::kRelu>;
+    case Activation::kLeakyRelu: return activate_row<Activation::kLeakyRelu>;
+    case Activation::kSilu: return activate_row<Activation::kSilu>;
+    case Activation::kGelu: return activate_row<Activation::kGelu>;
+    case Activation::kGeluTanh: return activate_row<Activation::kGeluTanh>;
+    case Activation::kNone: break;
+  }
+  return nullptr;
+}
+
+ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor& weight,
+                           const std::optional<at::Tensor>& bias, const ConvArgs& args,
+                           const ConvEpilogue& epilogue, bool keep_pre_activation) {
+  const DirectPlan p = direct_plan(op, x, weight, args);
+  const ConvPlan& c = p.conv;
+  const bool has_bias = bias.has_value() && bias->defined();
+  TORCH_CHECK(!has_bias || (bias->dim() == 1 && bias->size(0) == c.out_channels), "ndops::",
+              op, ": bias must have shape (", c.out_channels, "), got ", bias->sizes());
+  std::vector<int64_t> out_sizes{c.batch, c.out_channels};
+  out_sizes.insert(out_sizes.end(), c.out_sizes.begin(), c.out_sizes.end());
+  ConvOutputs result{at::empty(out_sizes, x.options()),
+                     keep_pre_activation ? at::empty(out_sizes, x.options()) : at::Tensor()};
+  const at::Tensor w = weight.contiguous();
+  const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+  const at::Tensor staged = p.raw ? x : stage_input(p, x);
+  const Tasks tasks = split_tasks(p);
+  const std::vector<float> zeros(p.row_stride, 0.0f);
+  const RowActivation activate = row_activation(epilogue.activation);
+  const float slope = static_cast<float>(epilogue.negative_slope);
+  float* out = result.out.mutable_data_ptr<float>();
+  float* pre = keep_pre_activation ? result.pre_activation.mutable_data_ptr<float>() : nullptr;
+  const int64_t channel_stride = result.out.stride(1), row_stride = result.out.stride(c.ndim);
+  const int64_t weight_group = p.cout() * p.row_taps * p.last_kernel;
+  at::parallel_for(0, tasks.count(), 1, [&](int64_t begin, int64_t end) {
+    RowScratch scratch(p);
+    std::vector<int64_t> coords(p.outer);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t plane = task / tasks.chunks, h0 = task % tasks.chunks * tasks.chunk;
+      const int64_t h1 = std::min(h0 + tasks.chunk, p.rows_out);
+      const int64_t offset = plane_offset(p, result.out, plane, coords) + h0 * row_stride;
+      for (int64_t g = 0; g < c.groups; ++g) {
+        const RowConv cv = row_sources(p, staged, plane / p.outer_positions,
+                                       plane % p.outer_positions, g, h0, h1, scratch,
+                                       zeros.data());
+        row_conv_forward_avx2(cv, w.const_data_ptr<float>() + g * weight_group,
+                              has_bias ? b.const_data_ptr<float>() + g * p.cout() : nullptr,
+                              p.cout(), out + offset + g * p.cout() * channel_stride,
+                              channel_stride, row_stride);
+      }
+      if (pre == nullptr && activate == nullptr) continue;
+      for (int64_t ch = 0; ch < c.out_channels; ++ch) {
+        for (int64_t h = 0; h < h1 - h0; ++h) {
+          float* row = out + offset + ch * channel_stride + h * row_stride;
+          if (pre != nullptr) std::copy(row, row + p.width, pre + (row - out));
+          if (activate != nullptr) activate(row, p.width, slope);
+        }
+      }
+    }
+  });
+  return result;
+}
+
+// grad_output * act'(activation_input), contiguous (grad_output itself without an activation).
+at::Tensor activation_grad(const at::Tensor& grad_output, const at::Tensor& activation_input,
+                           const ConvEpilogue& epilogue) {
+  const at::Tensor g = grad_output.contiguous();
+  if (epilogue.activation == Activation::kNone) return g;
+  const at::Tensor a = activation_input.contiguous();
+  at::Tensor gz = at::empty_like(g);
+  const float* gp = g.const_data_ptr<float>();
+  const float* ap = a.const_data_ptr<float>();
+  float* out = gz.mutable_data_ptr<float>();
+  const float slope = static_cast<float>(epilogue.negative_slope);
+  auto apply = [&](auto act) {
+    at::parallel_for(0, g.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        out[i] = gp[i] * activation_derivative<decltype(act)::value>(ap[i], slope);
+      }
+    });
+  };
+  switch (epilogue.activation) {
+    case Activation::kRelu: apply(std::integral_constant<Activation, Activation::kRelu>{}); break;
+    case Activation::kLeakyRelu:
+      apply(std::integral_constant<Activation, Activation::kLeakyRelu>{});
+      break;
+    case Activation::kSilu: apply(std::integral_constant<Activation, Activation::kSilu>{}); break;
+    case Activation::kGelu: apply(std::integral_constant<Activation, Activation::kGelu>{}); break;
+    case Activation::kGeluTanh:
+      apply(std::integral_constant<Activation, Activation::kGeluTanh>{});
+      break;
+    case Activation::kNone: break;
+  }
+  return gz;
+}
+
+// The weight gradient: fixed parts of the tasks (independent of the thread count) accumulate
+// in float, their sums are added in order in double.
+at::Tensor weight_grad(const DirectPlan& p, const at::Tensor& x, const at::Tensor& gz,
+                       const at::Tensor& weight) {
+  const Tasks tasks = split_tasks(p);
+  const int64_t parts = std::min<int64_t>(tasks.count(), 64);
+  const int64_t size = weight.numel(), group = p.cout() * p.row_taps * p.last_kernel;
+  std::vector<float> partial(parts * size, 0.0f);
+  const std::vector<float> zeros(p.row_stride, 0.0f);
+  const at::Tensor staged = p.raw ? x : stage_input(p, x);
+  const float* g = gz.const_data_ptr<float>();
+  const int64_t channel_stride = gz.stride(1), row_stride = gz.stride(p.conv.ndim);
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    RowScratch scratch(p);
+    std::vector<int64_t> coords(p.outer);
+    for (int64_t part = begin; part < end; ++part) {
+      float* acc = partial.data() + part * size;
+      for (int64_t task = part * tasks.count() / parts;
+           task < (part + 1) * tasks.count() / parts; ++task) {
+        const int64_t plane = task / tasks.chunks, h0 = task % tasks.chunks * tasks.chunk;
+        const int64_t h1 = std::min(h0 + tasks.chunk, p.rows_out);
+        const int64_t offset = plane_offset(p, gz, plane, coords) + h0 * row_stride;
+        for (int64_t gr = 0; gr < p.conv.groups; ++gr) {
+          const RowConv cv = row_sources(p, staged, plane / p.outer_positions,
+                                         plane % p.outer_positions, gr, h0, h1, scratch,
+                                         zeros.data());
+          row_conv_weight_grad_avx2(cv, g + offset + gr * p.cout() * channel_stride,
+                                    channel_stride, row_stride, p.cout(), acc + gr * group);
+        }
+      }
+    }
+  });
+  std::vector<double> total(size, 0.0);
+  for (int64_t part = 0; part < parts; ++part) {
+    for (int64_t i = 0; i < size; ++i) total[i] += partial[part * size + i];
+  }
+  at::Tensor grad = at::empty(weight.sizes(), weight.options());
+  std::copy(total.begin(), total.end(), grad.mutable_data_ptr<float>());
+  return grad;
+}
+
+// Whether the input gradient is the direct conv of the output gradient with the flipped
+// kernel: stride 1 and zero padding no wider than the dilated kernel in every dim.
+bool adjoint_is_direct(const DirectPlan& p) {
+  const ConvPlan& c = p.conv;
+  if (c.mode != PadMode::kConstant) return false;
+  for (int d = 0; d < c.ndim; ++d) {
+    if (c.stride[d] != 1 || adjoint_padding(c.kernel[d], c.dilation[d], c.pad_left[d]) < 0 ||
+        adjoint_padding(c.kernel[d], c.dilation[d], c.pad_right[d]) < 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+at::Tensor input_grad(const char* op, const DirectPlan& p, const at::Tensor& gz,
+                      const at::Tensor& x, const at::Tensor& weight, const ConvArgs& args) {
+  const ConvPlan& c = p.conv;
+  if (!adjoint_is_direct(p)) {
+    return gathered_conv_backward(op, gz, at::Tensor(), x, weight, args, ConvEpilogue{},
+                                  {true, false, false})
+        .input;
+  }
+  // Per group, the adjoint conv's weight is the transposed, flipped kernel:
+  // (groups * C_in/groups, C_out/groups, *kernel) with adjoint[ci][co][k] = w[co][ci][K-1-k].
+  std::vector<int64_t> split{c.groups, p.cout(), p.cin()}, spatial;
+  for (int d = 0; d < c.ndim; ++d) {
+    split.push_back(c.kernel[d]);
+    spatial.push_back(3 + d);
+  }
+  std::vector<int64_t> shape{c.in_channels, p.cout()};
+  shape.insert(shape.end(), c.kernel.begin(), c.kernel.end());
+  const at::Tensor adjoint_weight =
+      weight.reshape(split).transpose(1, 2).flip(spatial).reshape(shape).contiguous();
+  std::vector<int64_t> ones(c.ndim, 1), pads;
+  for (int d = 0; d < c.ndim; ++d) {
+    pads.push_back(adjoint_padding(c.kernel[d], c.dilation[d], c.pad_left[d]));
+    pads.push_back(adjoint_padding(c.kernel[d], c.dilation[d], c.pad_right[d]));
+  }
+  const ConvArgs adjoint{ones, pads, args.dilation, c.groups, "zeros"};
+  return forward_planes(op, gz, adjoint_weight, std::nullopt, adjoint, ConvEpilogue{}, false)
+      .out;
+}
+
+// The args of a conv_nd at N = 1 run as N = 2 with a unit dim in front.
+struct UnitDim {
+  std::vector<int64_t> stride, padding, dilation;
+  ConvArgs args;
+  explicit UnitDim(const ConvArgs& a)
+      : stride{1, a.stride[0]}, dilation{1, a.dilation[0]} {
+    padding = a.padding.size() == 1 ? std::vector<int64_t>{0, a.padding[0]}
+                                     : std::vector<int64_t>{0, 0, a.padding[0], a.padding[1]};
+    args = {stride, padding, dilation, a.groups, a.padding_mode};
+  }
+};
+
+}  // namespace
+
+bool direct_conv_applies(const at::Tensor& input, const at::Tensor& weight) {
+  const std::string_view mode = forced_mode();
+  return mode != "0" && mode != "weight_grad" && runs_direct(input, weight) &&
+         (mode == "1" || direct_rule(weight));
+}
+
+ConvOutputs direct_conv_forward(const char* op, const at::Tensor& input,
+                                const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                const ConvArgs& args, const ConvEpilogue& epilogue,
+                                bool keep_pre_activation) {
+  RECORD_FUNCTION("ndops::conv_nd::direct_forward", {});
+  if (weight.dim() == 3) {
+    const UnitDim unit(args);
+    ConvOutputs outputs = forward_planes(op, input.unsqueeze(2), weight.unsqueeze(2), bias,
+                                         unit.args, epilogue, keep_pre_activation);
+    outputs.out = outputs.out.squeeze(2);
+    if (keep_pre_activation) outputs.pre_activation = outputs.pre_activation.squeeze(2);
+    return outputs;
+  }
+  return forward_planes(op, input, weight, bias, args, epilogue, keep_pre_activation);
+}
+
+ConvGrads direct_conv_backward(const char* op, const at::Tensor& grad_output,
+                               const at::Tensor& activation_input, const at::Tensor& input,
+                               const at::Tensor& weight, const ConvArgs& args,
+                               const ConvEpilogue& epilogue, std::array<bool, 3> output_mask) {
+  RECORD_FUNCTION("ndops::conv_nd::direct_backward", {});
+  if (weight.dim() == 3) {
+    const UnitDim unit(args);
+    const bool act = epilogue.activation != Activation::kNone;
+    ConvGrads grads = direct_conv_backward(
+        op, grad_output.unsqueeze(2), act ? activation_input.unsqueeze(2) : activation_input,
+        input.unsqueeze(2), weight.unsqueeze(2), unit.args, epilogue, output_mask);
+    if (grads.input.defined()) grads.input = grads.input.squeeze(2);
+    if (grads.weight.defined()) grads.weight = grads.weight.squeeze(2);
+    return grads;
+  }
+  const DirectPlan p = direct_plan(op, input, weight, args);
+  std::vector<int64_t> out_sizes{p.conv.batch, p.conv.out_channels};
+  out_sizes.insert(out_sizes.end(), p.conv.out_sizes.begin(), p.conv.out_sizes.end());
+  TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(out_sizes), "ndops::", op,
+              ": grad_output has shape ", grad_output.sizes(), " but the conv's output has ",
+              c10::IntArrayRef(out_sizes));
+  TORCH_CHECK(epilogue.activation == Activation::kNone ||
+                  activation_input.sizes() == c10::IntArrayRef(out_sizes),
+              "ndops::", op, ": the activation's input has shape ", activation_input.sizes(),
+              " but the conv's output has ", c10::IntArrayRef(out_sizes));
+  const at::Tensor gz = activation_grad(grad_output, activation_input, epilogue);
+  ConvGrads grads;
+  if (output_mask[2]) {
+    std::vector<int64_t> dims{0};
+    for (int d = 0; d < p.conv.ndim; ++d) dims.push_back(d + 2);
+    grads.bias = gz.sum(dims);
+  }
+  if (output_mask[1]) grads.weight = weight_grad(p, input, gz, weight);
+  if (output_mask[0]) grads.input = input_grad(op, p, gz, input, weight, args);
+  return grads;
+}
+
+}  // namespace ndops

@@ -1,0 +1,414 @@
+// AVX2 + FMA row kernels of the direct convolution (declared in csrc/cpu/conv_direct_kernels.h).
+// This file alone is compiled for AVX2 (the pragmas below, after the includes) and includes
+// no header with inline code, so nothing compiled here can replace a baseline function at link
+// time; conv_direct.cpp calls these only when the CPU reports AVX2 and FMA.
+//
+// Register tiles: the forward keeps CT output channels x RT output rows x V vectors of 8
+// positions in (at most) 12 accumulators; per (row tap, last-dim tap) it loads RT x V input
+// vectors and broadcasts CT weights (with shared rows, each of the RT + 2 rows a tile reads is
+// loaded once per last-dim tap for all its row taps). The weight gradient keeps CT channels x KT
+// last-dim taps in accumulators over every output row and position of a row tap, then adds
+// their horizontal sums into grad_weight. Staged rows are readable wherever a tap reaches:
+// positions past the row's end are computed and never stored. Unpadded rows (in_width) are
+// read through masks in the tiles whose taps leave the row. The gradient masks positions past
+// the row's end out of both operands.
+#include <cstdint>
+
+#include "cpu/conv_direct_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+
+namespace ndops {
+namespace {
+
+constexpr int64_t kLanes = 8;
+constexpr int64_t kMaxMaskedTaps = kRowConvMaxMaskedTaps;
+
+// Loops over a tile's registers must be unrolled completely, or GCC keeps the accumulators in
+// memory (a load and a store around every FMA).
+#define NDOPS_UNROLL _Pragma("GCC unroll 16")
+
+int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Lanes [0, valid) set (valid may exceed 8).
+__m256i lane_mask(int64_t valid) {
+  const __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(min_of(valid, kLanes))), index);
+}
+
+// Lanes i with 0 <= first + i < limit.
+__m256i window_mask(int64_t first, int64_t limit) {
+  const int64_t clamped = first < -kLanes ? -kLanes : (first > limit ? limit : first);
+  const __m256i position = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                            _mm256_set1_epi32(static_cast<int>(clamped)));
+  return _mm256_and_si256(_mm256_cmpgt_epi32(position, _mm256_set1_epi32(-1)),
+                          _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(limit)),
+                                             position));
+}
+
+struct ForwardTile {
+  const RowConv* conv;
+  const float* weight;
+  const float* bias;
+  float* out;
+  int64_t channel_stride, row_stride;
+};
+
+// Output channels [c0, c0 + CT) x rows [h0, h0 + RT) x positions [w0, w0 + V * 8), of which
+// `valid` positions are stored. kMasked: unpadded rows, where some tap of the tile reads outside
+// [0, in_width) (zero padding, or past the row); those lanes load as zeros.
+template <int CT, int RT, int V, bool kMasked>
+void forward_tile(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0, int64_t valid) {
+  const RowConv& cv = *t.conv;
+  __m256i masks[kMasked ? kMaxMaskedTaps : 1][V];
+  if constexpr (kMasked) {
+    for (int64_t k = 0; k < cv.last_taps; ++k) {
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) {
+        masks[k][v] = window_mask(w0 + cv.tap_offsets[k] + v * kLanes, cv.in_width);
+      }
+    }
+  }
+  __m256 acc[CT][RT][V];
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    const __m256 start = _mm256_set1_ps(t.bias == nullptr ? 0.0f : t.bias[c0 + ct]);
+    NDOPS_UNROLL
+    for (int rt = 0; rt < RT; ++rt) {
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) acc[ct][rt][v] = start;
+    }
+  }
+  const int64_t weight_stride = cv.row_taps * cv.last_taps;  // between output channels
+  for (int64_t r = 0; r < cv.row_taps; ++r) {
+    const float* rows[RT];
+    bool any = false;
+    NDOPS_UNROLL
+    for (int rt = 0; rt < RT; ++rt) {
+      rows[rt] = cv.src[r * cv.out_rows + h0 + rt];
+      any = any || rows[rt] != nullptr;
+      if (rows[rt] == nullptr) rows[rt] = cv.zeros;
+    }
+    if (!any) continue;
+    const float* w = t.weight + c0 * weight_stride + r * cv.last_taps;
+    NDOPS_UNROLL
+    for (int rt = 0; rt < RT; ++rt) rows[rt] += w0;
+    for (int64_t k = 0; k < cv.last_taps; ++k) {
+      const int64_t offset = cv.tap_offsets[k];
+      NDOPS_UNROLL
+      for (int rt = 0; rt < RT; ++rt) {
+        __m256 x[V];
+        NDOPS_UNROLL
+        for (int v = 0; v < V; ++v) {
+          x[v] = kMasked ? _mm256_maskload_ps(rows[rt] + offset + v * kLanes, masks[k][v])
+                         : _mm256_loadu_ps(rows[rt] + offset + v * kLanes);
+        }
+        NDOPS_UNROLL
+        for (int ct = 0; ct < CT; ++ct) {
+          const __m256 wv = _mm256_broadcast_ss(w + ct * weight_stride + k);
+          NDOPS_UNROLL
+          for (int v = 0; v < V; ++v) acc[ct][rt][v] = _mm256_fmadd_ps(wv, x[v], acc[ct][rt][v]);
+        }
+      }
+    }
+  }
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    NDOPS_UNROLL
+    for (int rt = 0; rt < RT; ++rt) {
+      float* dst = t.out + (c0 + ct) * t.channel_stride + (h0 + rt) * t.row_stride + w0;
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) {
+        if (valid >= (v + 1) * kLanes) {
+          _mm256_storeu_ps(dst + v * kLanes, acc[ct][rt][v]);
+        } else {
+          _mm256_maskstore_ps(dst + v * kLanes, lane_mask(valid - v * kLanes), acc[ct][rt][v]);
+        }
+      }
+    }
+  }
+}
+
+// forward_tile where the row dim has stride 1, dilation 1 and KH taps: row tap (q, kh) of
+// output row h reads the source row of (q, 0) at row h + kh, so the RT + KH - 1 rows of a tile
+// are loaded once per last-dim tap and each feeds every (output row, kh) pair that reads it.
+template <int CT, int RT, int V, int KH, bool kMasked>
+void forward_tile_shared_rows(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0,
+                              int64_t valid) {
+  const RowConv& cv = *t.conv;
+  constexpr int kRows = RT + KH - 1;
+  __m256i masks[kMasked ? kMaxMaskedTaps : 1][V];
+  if constexpr (kMasked) {
+    for (int64_t k = 0; k < cv.last_taps; ++k) {
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) {
+        masks[k][v] = window_mask(w0 + cv.tap_offsets[k] + v * kLanes, cv.in_width);
+      }
+    }
+  }
+  __m256 acc[CT][RT][V];
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    const __m256 start = _mm256_set1_ps(t.bias == nullptr ? 0.0f : t.bias[c0 + ct]);
+    NDOPS_UNROLL
+    for (int rt = 0; rt < RT; ++rt) {
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) acc[ct][rt][v] = start;
+    }
+  }
+  const int64_t weight_stride = cv.row_taps * cv.last_taps;
+  for (int64_t q = 0; q < cv.row_taps; q += KH) {
+    const float* rows[kRows];
+    bool any = false;
+    NDOPS_UNROLL
+    for (int j = 0; j < kRows; ++j) {
+      const int kh = j < RT ? 0 : j - RT + 1;
+      rows[j] = cv.src[(q + kh) * cv.out_rows + h0 + j - kh];
+      any = any || rows[j] != nullptr;
+      rows[j] = (rows[j] == nullptr ? cv.zeros : rows[j]) + w0;
+    }
+    if (!any) continue;
+    const float* w = t.weight + c0 * weight_stride + q * cv.last_taps;
+    for (int64_t k = 0; k < cv.last_taps; ++k) {
+      const int64_t offset = cv.tap_offsets[k];
+      NDOPS_UNROLL
+      for (int j = 0; j < kRows; ++j) {
+        __m256 x[V];
+        NDOPS_UNROLL
+        for (int v = 0; v < V; ++v) {
+          x[v] = kMasked ? _mm256_maskload_ps(rows[j] + offset + v * kLanes, masks[k][v])
+                         : _mm256_loadu_ps(rows[j] + offset + v * kLanes);
+        }
+        NDOPS_UNROLL
+        for (int kh = 0; kh < KH; ++kh) {
+          const int rt = j - kh;
+          if (rt < 0 || rt >= RT) continue;
+          NDOPS_UNROLL
+          for (int ct = 0; ct < CT; ++ct) {
+            const __m256 wv = _mm256_broadcast_ss(w + ct * weight_stride + kh * cv.last_taps + k);
+            NDOPS_UNROLL
+            for (int v = 0; v < V; ++v) acc[ct][rt][v] = _mm256_fmadd_ps(wv, x[v], acc[ct][rt][v]);
+          }
+        }
+      }
+    }
+  }
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    NDOPS_UNROLL
+    for (int rt = 0; rt < RT; ++rt) {
+      float* dst = t.out + (c0 + ct) * t.channel_stride + (h0 + rt) * t.row_stride + w0;
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) {
+        if (valid >= (v + 1) * kLanes) {
+          _mm256_storeu_ps(dst + v * kLanes, acc[ct][rt][v]);
+        } else {
+          _mm256_maskstore_ps(dst + v * kLanes, lane_mask(valid - v * kLanes), acc[ct][rt][v]);
+        }
+      }
+    }
+  }
+}
+
+// Rows per tile: as many as the 12 accumulators allow (at most 4).
+template <int CT, int V>
+constexpr int tile_rows() {
+  const int rows = 12 / (CT * V);
+  return rows < 1 ? 1 : (rows > 4 ? 4 : rows);
+}
+
+template <int CT, int V, bool kMasked>
+void forward_rows_of(const ForwardTile& t, int64_t c0, int64_t w0, int64_t valid) {
+  constexpr int kRows = tile_rows<CT, V>();
+  const int64_t rows = t.conv->out_rows;
+  int64_t h = 0;
+  if (kRows > 1 && t.conv->shared_rows_kernel == 3) {
+    for (; h + kRows <= rows; h += kRows) {
+      forward_tile_shared_rows<CT, kRows, V, 3, kMasked>(t, c0, h, w0, valid);
+    }
+  }
+  for (; h + kRows <= rows; h += kRows) forward_tile<CT, kRows, V, kMasked>(t, c0, h, w0, valid);
+  for (; h < rows; ++h) forward_tile<CT, 1, V, kMasked>(t, c0, h, w0, valid);
+}
+
+// Every row of channels [c0, c0 + CT) and positions [w0, w0 + valid).
+template <int CT, int V>
+void forward_rows(const ForwardTile& t, int64_t c0, int64_t w0, int64_t valid) {
+  const RowConv& cv = *t.conv;
+  const bool inside = cv.in_width == 0 ||
+                      (w0 + cv.tap_offsets[0] >= 0 &&
+                       w0 + V * kLanes + cv.tap_offsets[cv.last_taps - 1] <= cv.in_width);
+  if (inside) {
+    forward_rows_of<CT, V, false>(t, c0, w0, valid);
+  } else {
+    forward_rows_of<CT, V, true>(t, c0, w0, valid);
+  }
+}
+
+using ForwardRows = void (*)(const ForwardTile&, int64_t, int64_t, int64_t);
+
+template <int V>
+ForwardRows forward_rows_for(int64_t channels) {
+  switch (channels) {
+    case 1: return forward_rows<1, V>;
+    case 2: return forward_rows<2, V>;
+    case 3: return forward_rows<3, V>;
+    default: return forward_rows<4, V>;
+  }
+}
+
+template <int CT, int KT>
+void weight_grad_tile(const RowConv& cv, const float* grad, int64_t channel_stride,
+                      int64_t row_stride, int64_t c0, int64_t k0, int64_t r,
+                      float* grad_weight) {
+  __m256 acc[CT][KT];
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    NDOPS_UNROLL
+    for (int kt = 0; kt < KT; ++kt) acc[ct][kt] = _mm256_setzero_ps();
+  }
+  // Vectors [lo, hi) read every tap inside the row: no masks there.
+  const int64_t* offsets = cv.tap_offsets + k0;
+  int64_t lo = 0, hi = cv.width / kLanes * kLanes;
+  if (cv.in_width > 0) {
+    const int64_t first = offsets[0], last = offsets[KT - 1];
+    lo = first < 0 ? (-first + kLanes - 1) / kLanes * kLanes : 0;
+    hi = min_of(hi, (cv.in_width - last) / kLanes * kLanes);
+    if (hi < lo) hi = lo;
+  }
+  for (int64_t h = 0; h < cv.out_rows; ++h) {
+    const float* row = cv.src[r * cv.out_rows + h];
+    if (row == nullptr) continue;
+    const float* x[KT];
+    NDOPS_UNROLL
+    for (int kt = 0; kt < KT; ++kt) x[kt] = row + offsets[kt];
+    const float* g[CT];
+    NDOPS_UNROLL
+    for (int ct = 0; ct < CT; ++ct) g[ct] = grad + (c0 + ct) * channel_stride + h * row_stride;
+    // Both operands masked: nothing past the output row or outside the input row enters.
+    const auto masked_step = [&](int64_t w) {
+      const __m256i in_output = lane_mask(cv.width - w);
+      __m256 xv[KT];
+      NDOPS_UNROLL
+      for (int kt = 0; kt < KT; ++kt) {
+        const __m256i mask =
+            cv.in_width > 0
+                ? _mm256_and_si256(in_output, window_mask(w + offsets[kt], cv.in_width))
+                : in_output;
+        xv[kt] = _mm256_maskload_ps(x[kt] + w, mask);
+      }
+      NDOPS_UNROLL
+      for (int ct = 0; ct < CT; ++ct) {
+        const __m256 gv = _mm256_maskload_ps(g[ct] + w, in_output);
+        NDOPS_UNROLL
+        for (int kt = 0; kt < KT; ++kt) acc[ct][kt] = _mm256_fmadd_ps(gv, xv[kt], acc[ct][kt]);
+      }
+    };
+    for (int64_t w = 0; w < lo && w < cv.width; w += kLanes) masked_step(w);
+    for (int64_t w = lo; w < hi; w += kLanes) {
+      __m256 xv[KT];
+      NDOPS_UNROLL
+      for (int kt = 0; kt < KT; ++kt) xv[kt] = _mm256_loadu_ps(x[kt] + w);
+      NDOPS_UNROLL
+      for (int ct = 0; ct < CT; ++ct) {
+        const __m256 gv = _mm256_loadu_ps(g[ct] + w);
+        NDOPS_UNROLL
+        for (int kt = 0; kt < KT; ++kt) acc[ct][kt] = _mm256_fmadd_ps(gv, xv[kt], acc[ct][kt]);
+      }
+    }
+    for (int64_t w = hi > lo ? hi : lo; w < cv.width; w += kLanes) masked_step(w);
+  }
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    float* dst = grad_weight + ((c0 + ct) * cv.row_taps + r) * cv.last_taps + k0;
+    NDOPS_UNROLL
+    for (int kt = 0; kt < KT; ++kt) {
+      const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[ct][kt]),
+                                     _mm256_extractf128_ps(acc[ct][kt], 1));
+      const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+      dst[kt] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+    }
+  }
+}
+
+using WeightGradTile = void (*)(const RowConv&, const float*, int64_t, int64_t, int64_t,
+                                int64_t, int64_t, float*);
+
+template <int KT>
+WeightGradTile weight_grad_tile_for(int64_t channels) {
+  switch (channels) {
+    case 1: return weight_grad_tile<1, KT>;
+    case 2: return weight_grad_tile<2, KT>;
+    case 3: return weight_grad_tile<3, KT>;
+    default: return weight_grad_tile<4, KT>;
+  }
+}
+
+}  // namespace
+
+void row_conv_forward_avx2(const RowConv& conv, const float* weight, const float* bias,
+                           int64_t channels, float* out, int64_t out_channel_stride,
+                           int64_t out_row_stride) {
+  const ForwardTile tile{&conv, weight, bias, out, out_channel_stride, out_row_stride};
+  for (int64_t w0 = 0; w0 < conv.width; w0 += 3 * kLanes) {
+    const int64_t valid = min_of(3 * kLanes, conv.width - w0);
+    const int64_t vectors = (valid + kLanes - 1) / kLanes;
+    for (int64_t c0 = 0; c0 < channels; c0 += 4) {
+      const int64_t count = min_of(4, channels - c0);
+      const ForwardRows rows = vectors == 1   ? forward_rows_for<1>(count)
+                               : vectors == 2 ? forward_rows_for<2>(count)
+                                              : forward_rows_for<3>(count);
+      rows(tile, c0, w0, valid);
+    }
+  }
+}
+
+void row_conv_weight_grad_avx2(const RowConv& conv, const float* grad,
+                               int64_t grad_channel_stride, int64_t grad_row_stride,
+                               int64_t channels, float* grad_weight) {
+  for (int64_t c0 = 0; c0 < channels; c0 += 4) {
+    const int64_t count = min_of(4, channels - c0);
+    for (int64_t k0 = 0; k0 < conv.last_taps; k0 += 3) {
+      const int64_t taps = min_of(3, conv.last_taps - k0);
+      const WeightGradTile tile = taps == 1   ? weight_grad_tile_for<1>(count)
+                                  : taps == 2 ? weight_grad_tile_for<2>(count)
+                                              : weight_grad_tile_for<3>(count);
+      for (int64_t r = 0; r < conv.row_taps; ++r) {
+        tile(conv, grad, grad_channel_stride, grad_row_stride, c0, k0, r, grad_weight);
+      }
+    }
+  }
+}
+
+}  // namespace ndops
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#undef NDOPS_UNROLL
+
+#else  // not x86-64: conv_direct.cpp never calls these (direct_conv_supported() is false)
+
+namespace ndops {
+void row_conv_forward_avx2(const RowConv&, const float*, const float*, int64_t, float*,
+                           int64_t, int64_t) {
+  __builtin_trap();
+}
+void row_conv_weight_grad_avx2(const RowConv&, const float*, int64_t, int64_t, int64_t,
+                               float*) {
+  __builtin_trap();
+}
+}  // namespace ndops
+
+#endif

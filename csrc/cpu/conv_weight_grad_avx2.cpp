@@ -1,0 +1,178 @@
+// AVX2 + FMA weight gradient of the gathered conv's native (inner) conv on its channels-last
+// buffers (declared in csrc/cpu/conv_direct_kernels.h; launcher: csrc/cpu/conv_weight_grad.cpp).
+// Built for AVX2 alone, with no header holding inline code, as conv_direct_avx2.cpp.
+//
+// Register tile: CT output channels x V vectors of 8 input channels (12 accumulators) of one
+// kernel tap, summed over every output position of a block of output rows; per position it
+// loads V input vectors and broadcasts CT output gradients. Blocks of rows keep the positions
+// they read in L2 while every (tap, channel tile) passes over them.
+#include <cstdint>
+
+#include "cpu/conv_direct_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+
+// Loops over a tile's registers must be unrolled completely, or GCC keeps the accumulators in
+// memory (a load and a store around every FMA).
+#define NDOPS_UNROLL _Pragma("GCC unroll 16")
+
+namespace ndops {
+namespace {
+
+constexpr int64_t kLanes = 8;
+
+int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
+int64_t max_of(int64_t a, int64_t b) { return a > b ? a : b; }
+
+// The output positions o of a dim with 0 <= o * stride + offset < size: [*lo, *hi).
+void valid_range(int64_t offset, int64_t stride, int64_t size, int64_t out, int64_t* lo,
+                 int64_t* hi) {
+  *lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  *hi = size - offset <= 0 ? 0 : min_of(out, (size - offset - 1) / stride + 1);
+  if (*hi < *lo) *hi = *lo;
+}
+
+struct Block {
+  const ChannelsLastConv* conv;
+  int64_t row_begin, row_end;  // output rows (entry, d, h) of the block
+  int64_t group;
+};
+
+// grad_weight[(c * taps + k) * group_channels + i] for output channels [c0, c0 + CT) and
+// input channels [i0, i0 + 8 V) of the block's group, tap k = (kd, kh, kw).
+template <int CT, int V>
+void tap_tile(const Block& b, int64_t kd, int64_t kh, int64_t kw, int64_t c0, int64_t i0,
+              float* grad_weight) {
+  const ChannelsLastConv& cv = *b.conv;
+  const int64_t taps = cv.kernel[0] * cv.kernel[1] * cv.kernel[2];
+  const int64_t k = (kd * cv.kernel[1] + kh) * cv.kernel[2] + kw;
+  const int64_t cig = cv.channels / cv.groups, cog = cv.out_channels / cv.groups;
+  float* dst = grad_weight + ((b.group * cog + c0) * taps + k) * cig + i0;
+  __m256 acc[CT][V];
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    NDOPS_UNROLL
+    for (int v = 0; v < V; ++v) acc[ct][v] = _mm256_loadu_ps(dst + ct * taps * cig + v * kLanes);
+  }
+  const int64_t offset_w = kw * cv.dilation[2] - cv.padding[2];
+  int64_t w_lo, w_hi;
+  valid_range(offset_w, cv.stride[2], cv.in_sizes[2], cv.out_sizes[2], &w_lo, &w_hi);
+  const int64_t x_step = cv.stride[2] * cv.channels;
+  for (int64_t row = b.row_begin; row < b.row_end; ++row) {
+    const int64_t oh = row % cv.out_sizes[1], od = row / cv.out_sizes[1] % cv.out_sizes[0];
+    const int64_t entry = row / (cv.out_sizes[1] * cv.out_sizes[0]);
+    const int64_t id = od * cv.stride[0] + kd * cv.dilation[0] - cv.padding[0];
+    const int64_t ih = oh * cv.stride[1] + kh * cv.dilation[1] - cv.padding[1];
+    if (id < 0 || id >= cv.in_sizes[0] || ih < 0 || ih >= cv.in_sizes[1]) continue;
+    const float* x = cv.input +
+                     ((entry * cv.in_sizes[0] + id) * cv.in_sizes[1] + ih) * cv.in_sizes[2] *
+                         cv.channels +
+                     (w_lo * cv.stride[2] + offset_w) * cv.channels + b.group * cig + i0;
+    const float* g = cv.grad + (row * cv.out_sizes[2] + w_lo) * cv.out_channels +
+                     b.group * cog + c0;
+    for (int64_t ow = w_lo; ow < w_hi; ++ow, x += x_step, g += cv.out_channels) {
+      if constexpr (V <= 3) {  // inputs first: V + 1 registers beside the accumulators
+        __m256 xv[V];
+        NDOPS_UNROLL
+        for (int v = 0; v < V; ++v) xv[v] = _mm256_loadu_ps(x + v * kLanes);
+        NDOPS_UNROLL
+        for (int ct = 0; ct < CT; ++ct) {
+          const __m256 gv = _mm256_broadcast_ss(g + ct);
+          NDOPS_UNROLL
+          for (int v = 0; v < V; ++v) acc[ct][v] = _mm256_fmadd_ps(gv, xv[v], acc[ct][v]);
+        }
+      } else {  // gradients first: CT + 1 registers beside the accumulators
+        __m256 gv[CT];
+        NDOPS_UNROLL
+        for (int ct = 0; ct < CT; ++ct) gv[ct] = _mm256_broadcast_ss(g + ct);
+        NDOPS_UNROLL
+        for (int v = 0; v < V; ++v) {
+          const __m256 xv = _mm256_loadu_ps(x + v * kLanes);
+          NDOPS_UNROLL
+          for (int ct = 0; ct < CT; ++ct) acc[ct][v] = _mm256_fmadd_ps(gv[ct], xv, acc[ct][v]);
+        }
+      }
+    }
+  }
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    NDOPS_UNROLL
+    for (int v = 0; v < V; ++v) _mm256_storeu_ps(dst + ct * taps * cig + v * kLanes, acc[ct][v]);
+  }
+}
+
+using TapTile = void (*)(const Block&, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
+
+// The tile for V vectors of input channels and `count` output channels (at most 12 / V).
+template <int V, int CT = 1>
+TapTile pick_tile(int64_t count) {
+  if constexpr (CT * V > 12) {
+    return nullptr;
+  } else {
+    return count == CT ? tap_tile<CT, V> : pick_tile<V, CT + 1>(count);
+  }
+}
+
+}  // namespace
+
+void channels_last_weight_grad_avx2(const ChannelsLastConv& conv, int64_t row_begin,
+                                    int64_t row_end, float* grad_weight) {
+  const int64_t cig = conv.channels / conv.groups, cog = conv.out_channels / conv.groups;
+  const int64_t vectors = cig / kLanes;
+  // Rows per block: the inputs they read (about rows + kernel rows of them) stay in L2.
+  const int64_t row_bytes = conv.in_sizes[2] * conv.channels * 4;
+  const int64_t block = max_of(1, (256 << 10) / max_of(row_bytes, 1) / conv.kernel[1] / 2);
+  for (int64_t group = 0; group < conv.groups; ++group) {
+    for (int64_t begin = row_begin; begin < row_end; begin += block) {
+      const Block b{&conv, begin, min_of(row_end, begin + block), group};
+      for (int64_t kd = 0; kd < conv.kernel[0]; ++kd) {
+        for (int64_t kh = 0; kh < conv.kernel[1]; ++kh) {
+          for (int64_t kw = 0; kw < conv.kernel[2]; ++kw) {
+            for (int64_t i0 = 0; i0 < vectors; i0 += 6) {
+              const int64_t v = min_of(6, vectors - i0);
+              const int64_t per_tile = 12 / v;
+              for (int64_t c0 = 0; c0 < cog; c0 += per_tile) {
+                const int64_t count = min_of(per_tile, cog - c0);
+                const TapTile tile = v == 1   ? pick_tile<1>(count)
+                                     : v == 2 ? pick_tile<2>(count)
+                                     : v == 3 ? pick_tile<3>(count)
+                                     : v == 4 ? pick_tile<4>(count)
+                                     : v == 5 ? pick_tile<5>(count)
+                                              : pick_tile<6>(count);
+                tile(b, kd, kh, kw, c0, i0 * kLanes, grad_weight);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace ndops
+
+#undef NDOPS_UNROLL
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#else  // not x86-64: conv_weight_grad.cpp never calls this (its rule requires AVX2)
+
+namespace ndops {
+void channels_last_weight_grad_avx2(const ChannelsLastConv&, int64_t, int64_t, float*) {
+  __builtin_trap();
+}
+}  // namespace ndops
+
+#endif

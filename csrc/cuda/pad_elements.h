@@ -1,0 +1,96 @@
+// One element of pad_nd's CUDA kernels (csrc/cuda/pad.cu), host-compilable (see per_dim.h):
+// the same per-dim map as the CPU kernels, pad_source_index (csrc/common/pad_index.h), on the
+// device for the forward; tabulated on the host (pad_source_tables, pad_shape.h) and inverted
+// for the backward's gather.
+#pragma once
+
+#include <cstdint>
+
+#include "common/pad_index.h"
+#include "common/pad_shape.h"
+#include "cuda/per_dim.h"
+
+namespace ndops {
+namespace cuda {
+
+struct PadArgs {
+  int ndim;
+  PadMode mode;
+  int64_t in_plane, out_plane;  // elements per lead index
+  PerDim<int64_t> in_sizes, out_sizes, in_strides, pad_left, pad_right;
+};
+
+inline PadArgs pad_args(const PadGeometry& g, PadMode mode) {
+  PadArgs a{};
+  a.ndim = g.ndim;
+  a.mode = mode;
+  a.in_sizes = per_dim<int64_t>(g.in_sizes);
+  a.out_sizes = per_dim<int64_t>(g.out_sizes);
+  a.pad_left = per_dim<int64_t>(g.pad_left);
+  a.pad_right = per_dim<int64_t>(g.pad_right);
+  a.in_plane = a.out_plane = 1;
+  for (int d = g.ndim - 1; d >= 0; --d) {
+    a.in_strides.v[d] = a.in_plane;
+    a.in_plane *= g.in_sizes[d];
+    a.out_plane *= g.out_sizes[d];
+  }
+  return a;
+}
+
+// Output element i: in[the offset it copies], or `fill`.
+template <typename element_t>
+C10_HOST_DEVICE inline element_t pad_forward_element(const element_t* in, int64_t i,
+                                                     const PadArgs& a, element_t fill) {
+  const int64_t lead = i / a.out_plane;
+  int64_t rest = i - lead * a.out_plane, offset = lead * a.in_plane;
+  bool inside = true;
+  NDOPS_UNROLL
+  for (int d = kMaxDims - 1; d >= 0; --d) {
+    if (d < a.ndim) {
+      const int64_t o = rest % a.out_sizes.v[d];
+      rest /= a.out_sizes.v[d];
+      const int64_t s =
+          pad_source_index(a.mode, o, a.in_sizes.v[d], a.pad_left.v[d], a.pad_right.v[d]);
+      inside = inside && s >= 0;
+      offset += s * a.in_strides.v[d];
+    }
+  }
+  return inside ? in[offset] : fill;
+}
+
+// Per dim, the output coordinates that copy each input coordinate, as offsets in the output
+// plane.
+inline ReaderTables pad_readers(const PadGeometry& g, PadMode mode) {
+  const auto source = pad_source_tables(g, mode);
+  ReaderTablesBuilder tables;
+  int64_t out_stride = 1;
+  for (const int64_t size : g.out_sizes) out_stride *= size;
+  for (int d = 0; d < g.ndim; ++d) {
+    out_stride /= g.out_sizes[d];
+    tables.add_dim(
+        g.in_sizes[d], g.out_sizes[d],
+        [&](int64_t o, const auto& emit) {
+          if (source[d][o] >= 0) emit(source[d][o], 1.0, 1);
+        },
+        [&](int64_t o) { return o * out_stride; });
+  }
+  return tables.finish();
+}
+
+// grad_input element i: the sum of the grad_output elements that copied it.
+template <typename scalar_t, typename acc_t>
+C10_HOST_DEVICE inline scalar_t pad_backward_element(const scalar_t* grad_out, int64_t i,
+                                                     const PadArgs& a, const ReaderArgs& r,
+                                                     const int64_t* table) {
+  const int64_t lead = i / a.in_plane;
+  const scalar_t* plane = grad_out + lead * a.out_plane;
+  acc_t sum = acc_t(0);
+  for_each_reader<acc_t>(i - lead * a.in_plane, r, table, nullptr,
+                         [&](int64_t offset, acc_t, int64_t) {
+                           sum += static_cast<acc_t>(plane[offset]);
+                         });
+  return static_cast<scalar_t>(sum);
+}
+
+}  // namespace cuda
+}  // namespace ndops
