@@ -72,12 +72,15 @@ def _find_unserializable(value, path):
     return path, type(value).__name__
 
 
-def _atomic_write(path, write):
-    """Calls ``write(file_object)`` on a temporary file in the same folder, then moves it onto
-    ``path`` with os.replace, so readers never see a half-written file."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
+def atomic_write(path, write):
+    """Calls ``write(file)`` on a temporary binary file next to ``path`` (creating the folder),
+    then renames it onto ``path`` with os.replace: readers never see a half-written file, and
+    on any error the temporary file is removed and ``path`` is untouched. (Also used for the
+    trainer's checkpoints.)"""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -181,8 +184,8 @@ class ConfigurableModel(nn.Module):
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
         os.makedirs(directory, exist_ok=True)
         state = self.state_dict()
-        _atomic_write(os.path.join(directory, WEIGHTS_FILE), lambda f: torch.save(state, f))
-        _atomic_write(os.path.join(directory, CONFIG_FILE), lambda f: f.write(text.encode()))
+        atomic_write(os.path.join(directory, WEIGHTS_FILE), lambda f: torch.save(state, f))
+        atomic_write(os.path.join(directory, CONFIG_FILE), lambda f: f.write(text.encode()))
 
     @classmethod
     def load(cls, directory, map_location="cpu"):

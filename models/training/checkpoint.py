@@ -11,33 +11,15 @@ import json
 import os
 import random
 import shutil
-import tempfile
 
 import numpy as np
 import torch
 
+from ..config import atomic_write  # noqa: F401  (re-exported: logs, images use it from here)
+
 FORMAT = "ndops.models.training.checkpoint"
 FORMAT_VERSION = 1
 _WHERE = "ndops.models.training"
-
-
-def atomic_write(path, write):
-    """Calls ``write(file)`` on a temporary file next to ``path`` (binary mode), then renames
-    it to ``path``. On any error the temporary file is removed and ``path`` is untouched."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_checkpoint(state, path):
