@@ -253,7 +253,7 @@ ConvOutputs gathered_conv_forward(const char* op, const at::Tensor& input,
 ConvOutputs conv_forward(const char* op, const at::Tensor& input, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias, const ConvArgs& args,
                          const ConvEpilogue& epilogue, bool keep_pre_activation) {
-  if (direct_conv_applies(input, weight)) {
+  if (direct_conv_applies(input, weight, /*backward=*/false)) {
     return direct_conv_forward(op, input, weight, bias, args, epilogue, keep_pre_activation);
   }
   return gathered_conv_forward(op, input, weight, bias, args, epilogue, keep_pre_activation);
@@ -264,7 +264,7 @@ ConvGrads conv_backward(const char* op, const at::Tensor& grad_output,
                         const at::Tensor& weight, const ConvArgs& args,
                         const ConvEpilogue& epilogue, std::array<bool, 3> output_mask,
                         const at::Tensor& initial) {
-  if (!initial.defined() && direct_conv_applies(input, weight)) {
+  if (!initial.defined() && direct_conv_applies(input, weight, /*backward=*/true)) {
     return direct_conv_backward(op, grad_output, activation_input, input, weight, args,
                                 epilogue, output_mask);
   }

@@ -13,7 +13,8 @@
 // the output gradient with the flipped kernel; other input gradients take the gathered path.
 //
 // The rule (measured on the project machine, AMD EPYC Zen 3, AVX2, 2 threads, fp32; numbers in
-// direct_rule below): the direct kernel runs when each group has at most 4 input channels.
+// direct_rule below): the direct kernel runs the forward when each group has at most 2 input
+// channels, the backward when it has 1.
 #include "cpu/conv_direct.h"
 
 #include <ATen/Parallel.h>
@@ -29,8 +30,7 @@
 #include "common/activation.h"
 #include "common/conv_gather.h"
 #include "common/nd_index.h"
-#include "cpu/conv_direct_kernels.h"
-#include "cpu/conv_gather.h"
+#include "cpu/conv_direct_plan.h"
 #include "cpu/conv_planes.h"
 
 namespace ndops {
@@ -59,34 +59,18 @@ bool runs_direct(const at::Tensor& input, const at::Tensor& weight) {
          !is_channels_last(input);
 }
 
-// The measured rule (see the file comment): few input channels per group.
-bool direct_rule(const at::Tensor& weight) { return weight.size(1) <= 4; }
+// The measured rule: the forward with at most 2 input channels per group, the backward with 1.
+// Gathered path time / direct time, 4-D 3^4 kernel, padding 1, B2 C_in -> 16 20^4 (four runs,
+// medians; the quiet run last):
+// C_in 1: fwd 1.2-2.9 (1.9), fwd + bwd 1.0-2.0 (1.0); C_in 2: fwd 1.1-2.4 (1.05), fwd + bwd
+// 0.8-1.2 (0.85); C_in 3: fwd 0.8-1.5 (1.07), fwd + bwd 0.9; C_in 4: fwd 0.8-1.0, fwd + bwd
+// 0.9-1.1; C_in 6-16: 0.6-0.9. B4 C1 -> 8 24^4 against the fallback: fwd 2.1, fwd + bwd 1.7.
+bool direct_rule(const at::Tensor& weight, bool backward) {
+  return weight.size(1) <= (backward ? 1 : 2);
+}
 
-// Zeros after each phase of a source row: the overrun of the last (partial) vector.
-constexpr int64_t kSlack = 8;
-// Output rows per task at most, which bounds a task's table of source rows.
-constexpr int64_t kMaxTaskRows = 64;
+}  // namespace
 
-struct DirectPlan {
-  ConvPlan conv;   // gathering N - 1 dims: the source tables of every dim but the last
-  int outer = 0;   // the dims before the row dim (N - 2 of them)
-  int64_t outer_positions = 1, outer_taps = 1;
-  int64_t rows_in = 1, rows_out = 1, row_kernel = 1;  // the row dim, N - 2
-  int64_t width = 1, last_kernel = 1;                 // the last dim: output size, kernel
-  int64_t row_taps = 1;  // C_in/groups * outer_taps * row_kernel
-  // raw: the row kernels read the input's own rows through masks (stride 1, zero padding,
-  // unit stride along the last dim); else a staged copy (stage_input).
-  bool raw = false;
-  int64_t phase_stride = 0, row_stride = 0;
-  std::vector<int64_t> slot_source;  // [row_stride]: input coordinate of each entry, or -1
-  int64_t run_begin = 0, run_end = 0;  // the longest run of slot_source counting up by one
-  std::vector<int64_t> tap_offsets;    // [last_kernel]
-
-  int64_t cin() const { return conv.group_channels; }
-  int64_t cout() const { return conv.out_channels / conv.groups; }
-};
-
-// N >= 2 (conv_nd at N = 1 runs with a unit dim in front).
 DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
                        const ConvArgs& args) {
   const int n = static_cast<int>(w.dim()) - 2;
@@ -130,9 +114,10 @@ DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
   // by a quarter to a third (measured): staging pays where the output is the larger side, as
   // in the forward of a first layer, raw rows where the input is (the input gradient of a first
   // layer: 43-45 ms raw against 53-57 ms staged for B4 C1->8 24^4).
+  const bool zero_padded =
+      c.mode == PadMode::kConstant || (c.pad_left[n - 1] == 0 && c.pad_right[n - 1] == 0);
   p.raw = stride == 1 && x.stride(n + 1) == 1 && p.last_kernel <= kRowConvMaxMaskedTaps &&
-          (c.mode == PadMode::kConstant || (c.pad_left[n - 1] == 0 && c.pad_right[n - 1] == 0)) &&
-          p.cout() < p.cin();
+          zero_padded && p.cout() < p.cin();
   for (int64_t k = 0; k < p.last_kernel; ++k) {
     p.tap_offsets.push_back(
         p.raw ? k * c.dilation[n - 1] - c.pad_left[n - 1]
@@ -140,12 +125,6 @@ DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
   }
   return p;
 }
-
-// Tasks: (plane, chunk of output rows); plane = b * outer_positions + outer position.
-struct Tasks {
-  int64_t planes, chunks, chunk;
-  int64_t count() const { return planes * chunks; }
-};
 
 Tasks split_tasks(const DirectPlan& p) {
   const int64_t planes = p.conv.batch * p.outer_positions;
@@ -156,9 +135,6 @@ Tasks split_tasks(const DirectPlan& p) {
   return {planes, ceil_div(p.rows_out, chunk), chunk};
 }
 
-// The input staged for the row kernels: (B, C_in, *in_sizes[:-1], row_stride), each row with
-// the last dim's padding applied and split into stride phases (slot m holds input coordinate
-// slot_source[m], or zero).
 at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x) {
   RECORD_FUNCTION("ndops::conv_nd::direct_stage", {});
   const ConvPlan& c = p.conv;
@@ -198,20 +174,6 @@ at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x) {
   return staged;
 }
 
-// Per-thread scratch of row_sources.
-struct RowScratch {
-  explicit RowScratch(const DirectPlan& p)
-      : src(p.row_taps * std::min(p.rows_out, kMaxTaskRows)),
-        outer_offsets(p.outer_taps),
-        out_coords(p.outer),
-        tap_coords(p.outer) {}
-  std::vector<const float*> src;  // RowConv::src
-  std::vector<int64_t> outer_offsets, out_coords, tap_coords;
-};
-
-// The RowConv of output rows [h0, h1) of group g in plane (b, outer position o): pointers to
-// the rows they read through each row tap (null where a dim's zero padding is read), in the
-// staged input or, for raw plans, the input itself.
 RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, int64_t o,
                     int64_t g, int64_t h0, int64_t h1, RowScratch& s, const float* zeros) {
   const ConvPlan& c = p.conv;
@@ -246,13 +208,14 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
                  zeros, p.raw ? c.in_sizes[c.ndim - 1] : 0, shared ? int64_t{3} : 0};
 }
 
-// Offset of plane `plane`'s first output element in a contiguous (B, C, *out) tensor.
 int64_t plane_offset(const DirectPlan& p, const at::Tensor& t, int64_t plane,
                      std::vector<int64_t>& coords) {
   unravel_index(plane % p.outer_positions, p.conv.out_sizes.data(), p.outer, coords.data());
   return plane / p.outer_positions * t.stride(0) +
          ravel_index(coords.data(), t.strides().data() + 2, p.outer);
 }
+
+namespace {
 
 using RowActivation = void (*)(float*, int64_t, float);
 
@@ -272,6 +235,8 @@ RowActivation row_activation(Activation act) {
   }
   return nullptr;
 }
+
+}  // namespace
 
 ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor& weight,
                            const std::optional<at::Tensor>& bias, const ConvArgs& args,
@@ -325,141 +290,10 @@ ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor
   return result;
 }
 
-// grad_output * act'(activation_input), contiguous (grad_output itself without an activation).
-at::Tensor activation_grad(const at::Tensor& grad_output, const at::Tensor& activation_input,
-                           const ConvEpilogue& epilogue) {
-  const at::Tensor g = grad_output.contiguous();
-  if (epilogue.activation == Activation::kNone) return g;
-  const at::Tensor a = activation_input.contiguous();
-  at::Tensor gz = at::empty_like(g);
-  const float* gp = g.const_data_ptr<float>();
-  const float* ap = a.const_data_ptr<float>();
-  float* out = gz.mutable_data_ptr<float>();
-  const float slope = static_cast<float>(epilogue.negative_slope);
-  auto apply = [&](auto act) {
-    at::parallel_for(0, g.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        out[i] = gp[i] * activation_derivative<decltype(act)::value>(ap[i], slope);
-      }
-    });
-  };
-  switch (epilogue.activation) {
-    case Activation::kRelu: apply(std::integral_constant<Activation, Activation::kRelu>{}); break;
-    case Activation::kLeakyRelu:
-      apply(std::integral_constant<Activation, Activation::kLeakyRelu>{});
-      break;
-    case Activation::kSilu: apply(std::integral_constant<Activation, Activation::kSilu>{}); break;
-    case Activation::kGelu: apply(std::integral_constant<Activation, Activation::kGelu>{}); break;
-    case Activation::kGeluTanh:
-      apply(std::integral_constant<Activation, Activation::kGeluTanh>{});
-      break;
-    case Activation::kNone: break;
-  }
-  return gz;
-}
-
-// The weight gradient: fixed parts of the tasks (independent of the thread count) accumulate
-// in float, their sums are added in order in double.
-at::Tensor weight_grad(const DirectPlan& p, const at::Tensor& x, const at::Tensor& gz,
-                       const at::Tensor& weight) {
-  const Tasks tasks = split_tasks(p);
-  const int64_t parts = std::min<int64_t>(tasks.count(), 64);
-  const int64_t size = weight.numel(), group = p.cout() * p.row_taps * p.last_kernel;
-  std::vector<float> partial(parts * size, 0.0f);
-  const std::vector<float> zeros(p.row_stride, 0.0f);
-  const at::Tensor staged = p.raw ? x : stage_input(p, x);
-  const float* g = gz.const_data_ptr<float>();
-  const int64_t channel_stride = gz.stride(1), row_stride = gz.stride(p.conv.ndim);
-  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
-    RowScratch scratch(p);
-    std::vector<int64_t> coords(p.outer);
-    for (int64_t part = begin; part < end; ++part) {
-      float* acc = partial.data() + part * size;
-      for (int64_t task = part * tasks.count() / parts;
-           task < (part + 1) * tasks.count() / parts; ++task) {
-        const int64_t plane = task / tasks.chunks, h0 = task % tasks.chunks * tasks.chunk;
-        const int64_t h1 = std::min(h0 + tasks.chunk, p.rows_out);
-        const int64_t offset = plane_offset(p, gz, plane, coords) + h0 * row_stride;
-        for (int64_t gr = 0; gr < p.conv.groups; ++gr) {
-          const RowConv cv = row_sources(p, staged, plane / p.outer_positions,
-                                         plane % p.outer_positions, gr, h0, h1, scratch,
-                                         zeros.data());
-          row_conv_weight_grad_avx2(cv, g + offset + gr * p.cout() * channel_stride,
-                                    channel_stride, row_stride, p.cout(), acc + gr * group);
-        }
-      }
-    }
-  });
-  std::vector<double> total(size, 0.0);
-  for (int64_t part = 0; part < parts; ++part) {
-    for (int64_t i = 0; i < size; ++i) total[i] += partial[part * size + i];
-  }
-  at::Tensor grad = at::empty(weight.sizes(), weight.options());
-  std::copy(total.begin(), total.end(), grad.mutable_data_ptr<float>());
-  return grad;
-}
-
-// Whether the input gradient is the direct conv of the output gradient with the flipped
-// kernel: stride 1 and zero padding no wider than the dilated kernel in every dim.
-bool adjoint_is_direct(const DirectPlan& p) {
-  const ConvPlan& c = p.conv;
-  if (c.mode != PadMode::kConstant) return false;
-  for (int d = 0; d < c.ndim; ++d) {
-    if (c.stride[d] != 1 || adjoint_padding(c.kernel[d], c.dilation[d], c.pad_left[d]) < 0 ||
-        adjoint_padding(c.kernel[d], c.dilation[d], c.pad_right[d]) < 0) {
-      return false;
-    }
-  }
-  return true;
-}
-
-at::Tensor input_grad(const char* op, const DirectPlan& p, const at::Tensor& gz,
-                      const at::Tensor& x, const at::Tensor& weight, const ConvArgs& args) {
-  const ConvPlan& c = p.conv;
-  if (!adjoint_is_direct(p)) {
-    return gathered_conv_backward(op, gz, at::Tensor(), x, weight, args, ConvEpilogue{},
-                                  {true, false, false})
-        .input;
-  }
-  // Per group, the adjoint conv's weight is the transposed, flipped kernel:
-  // (groups * C_in/groups, C_out/groups, *kernel) with adjoint[ci][co][k] = w[co][ci][K-1-k].
-  std::vector<int64_t> split{c.groups, p.cout(), p.cin()}, spatial;
-  for (int d = 0; d < c.ndim; ++d) {
-    split.push_back(c.kernel[d]);
-    spatial.push_back(3 + d);
-  }
-  std::vector<int64_t> shape{c.in_channels, p.cout()};
-  shape.insert(shape.end(), c.kernel.begin(), c.kernel.end());
-  const at::Tensor adjoint_weight =
-      weight.reshape(split).transpose(1, 2).flip(spatial).reshape(shape).contiguous();
-  std::vector<int64_t> ones(c.ndim, 1), pads;
-  for (int d = 0; d < c.ndim; ++d) {
-    pads.push_back(adjoint_padding(c.kernel[d], c.dilation[d], c.pad_left[d]));
-    pads.push_back(adjoint_padding(c.kernel[d], c.dilation[d], c.pad_right[d]));
-  }
-  const ConvArgs adjoint{ones, pads, args.dilation, c.groups, "zeros"};
-  return forward_planes(op, gz, adjoint_weight, std::nullopt, adjoint, ConvEpilogue{}, false)
-      .out;
-}
-
-// The args of a conv_nd at N = 1 run as N = 2 with a unit dim in front.
-struct UnitDim {
-  std::vector<int64_t> stride, padding, dilation;
-  ConvArgs args;
-  explicit UnitDim(const ConvArgs& a)
-      : stride{1, a.stride[0]}, dilation{1, a.dilation[0]} {
-    padding = a.padding.size() == 1 ? std::vector<int64_t>{0, a.padding[0]}
-                                     : std::vector<int64_t>{0, 0, a.padding[0], a.padding[1]};
-    args = {stride, padding, dilation, a.groups, a.padding_mode};
-  }
-};
-
-}  // namespace
-
-bool direct_conv_applies(const at::Tensor& input, const at::Tensor& weight) {
+bool direct_conv_applies(const at::Tensor& input, const at::Tensor& weight, bool backward) {
   const std::string_view mode = forced_mode();
   return mode != "0" && mode != "weight_grad" && runs_direct(input, weight) &&
-         (mode == "1" || direct_rule(weight));
+         (mode == "1" || direct_rule(weight, backward));
 }
 
 ConvOutputs direct_conv_forward(const char* op, const at::Tensor& input,
@@ -476,43 +310,6 @@ ConvOutputs direct_conv_forward(const char* op, const at::Tensor& input,
     return outputs;
   }
   return forward_planes(op, input, weight, bias, args, epilogue, keep_pre_activation);
-}
-
-ConvGrads direct_conv_backward(const char* op, const at::Tensor& grad_output,
-                               const at::Tensor& activation_input, const at::Tensor& input,
-                               const at::Tensor& weight, const ConvArgs& args,
-                               const ConvEpilogue& epilogue, std::array<bool, 3> output_mask) {
-  RECORD_FUNCTION("ndops::conv_nd::direct_backward", {});
-  if (weight.dim() == 3) {
-    const UnitDim unit(args);
-    const bool act = epilogue.activation != Activation::kNone;
-    ConvGrads grads = direct_conv_backward(
-        op, grad_output.unsqueeze(2), act ? activation_input.unsqueeze(2) : activation_input,
-        input.unsqueeze(2), weight.unsqueeze(2), unit.args, epilogue, output_mask);
-    if (grads.input.defined()) grads.input = grads.input.squeeze(2);
-    if (grads.weight.defined()) grads.weight = grads.weight.squeeze(2);
-    return grads;
-  }
-  const DirectPlan p = direct_plan(op, input, weight, args);
-  std::vector<int64_t> out_sizes{p.conv.batch, p.conv.out_channels};
-  out_sizes.insert(out_sizes.end(), p.conv.out_sizes.begin(), p.conv.out_sizes.end());
-  TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(out_sizes), "ndops::", op,
-              ": grad_output has shape ", grad_output.sizes(), " but the conv's output has ",
-              c10::IntArrayRef(out_sizes));
-  TORCH_CHECK(epilogue.activation == Activation::kNone ||
-                  activation_input.sizes() == c10::IntArrayRef(out_sizes),
-              "ndops::", op, ": the activation's input has shape ", activation_input.sizes(),
-              " but the conv's output has ", c10::IntArrayRef(out_sizes));
-  const at::Tensor gz = activation_grad(grad_output, activation_input, epilogue);
-  ConvGrads grads;
-  if (output_mask[2]) {
-    std::vector<int64_t> dims{0};
-    for (int d = 0; d < p.conv.ndim; ++d) dims.push_back(d + 2);
-    grads.bias = gz.sum(dims);
-  }
-  if (output_mask[1]) grads.weight = weight_grad(p, input, gz, weight);
-  if (output_mask[0]) grads.input = input_grad(op, p, gz, input, weight, args);
-  return grads;
 }
 
 }  // namespace ndops

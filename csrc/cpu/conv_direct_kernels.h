@@ -47,7 +47,8 @@ void row_conv_forward_avx2(const RowConv& conv, const float* weight, const float
                            int64_t out_row_stride);
 
 // grad_weight[(c * row_taps + r) * last_taps + k] += sum over h, w of
-// grad[c * grad_channel_stride + h * grad_row_stride + w] * src[r * out_rows + h][tap_offsets[k] + w]
+//   grad[c * grad_channel_stride + h * grad_row_stride + w] *
+//   src[r * out_rows + h][tap_offsets[k] + w]
 // for c < channels: the weight gradient of the forward above.
 void row_conv_weight_grad_avx2(const RowConv& conv, const float* grad,
                                int64_t grad_channel_stride, int64_t grad_row_stride,

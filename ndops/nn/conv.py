@@ -4,8 +4,9 @@ Both subclass torch's own ``_ConvNd`` / ``_ConvTransposeNd``, whose construction
 depend on N: argument checks, the weight/bias shapes, ``reset_parameters`` (same RNG draws, so
 the same seed gives the same weights bit for bit), ``extra_repr``, pickling and
 ``_output_padding``. Only ``forward`` changes: it calls ``ndops.functional`` with
-``spatial_dims=N`` (``conv_bias_act_nd`` for a non-zeros ``padding_mode`` or an activation). Being subclasses, the modules are also recognized
-by code that looks for ``isinstance(m, torch.nn.modules.conv._ConvNd)`` (weight init loops).
+``spatial_dims=N`` (``conv_bias_act_nd`` for a non-zeros ``padding_mode`` or an activation).
+Being subclasses, the modules are also recognized by code that looks for
+``isinstance(m, torch.nn.modules.conv._ConvNd)`` (weight init loops).
 """
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 

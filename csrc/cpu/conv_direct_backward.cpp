@@ -1,0 +1,177 @@
+// The backward of the direct convolution (declared in csrc/cpu/conv_direct.h; see
+// conv_direct.cpp): the activation's derivative applied to the output gradient, the weight
+// gradient from the same source rows as the forward, and the input gradient of a stride-1
+// zero-padded conv as the direct conv of the output gradient with the flipped kernel (other
+// input gradients take the gathered path).
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "common/activation.h"
+#include "common/conv_gather.h"
+#include "cpu/conv_direct.h"
+#include "cpu/conv_direct_plan.h"
+
+namespace ndops {
+namespace {
+
+// grad_output * act'(activation_input), contiguous (grad_output itself without an activation).
+at::Tensor activation_grad(const at::Tensor& grad_output, const at::Tensor& activation_input,
+                           const ConvEpilogue& epilogue) {
+  const at::Tensor g = grad_output.contiguous();
+  if (epilogue.activation == Activation::kNone) return g;
+  const at::Tensor a = activation_input.contiguous();
+  at::Tensor gz = at::empty_like(g);
+  const float* gp = g.const_data_ptr<float>();
+  const float* ap = a.const_data_ptr<float>();
+  float* out = gz.mutable_data_ptr<float>();
+  const float slope = static_cast<float>(epilogue.negative_slope);
+  auto apply = [&](auto act) {
+    at::parallel_for(0, g.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        out[i] = gp[i] * activation_derivative<decltype(act)::value>(ap[i], slope);
+      }
+    });
+  };
+  switch (epilogue.activation) {
+    case Activation::kRelu: apply(std::integral_constant<Activation, Activation::kRelu>{}); break;
+    case Activation::kLeakyRelu:
+      apply(std::integral_constant<Activation, Activation::kLeakyRelu>{});
+      break;
+    case Activation::kSilu: apply(std::integral_constant<Activation, Activation::kSilu>{}); break;
+    case Activation::kGelu: apply(std::integral_constant<Activation, Activation::kGelu>{}); break;
+    case Activation::kGeluTanh:
+      apply(std::integral_constant<Activation, Activation::kGeluTanh>{});
+      break;
+    case Activation::kNone: break;
+  }
+  return gz;
+}
+
+// The weight gradient: fixed parts of the tasks (independent of the thread count) accumulate
+// in float, their sums are added in order in double.
+at::Tensor weight_grad(const DirectPlan& p, const at::Tensor& x, const at::Tensor& gz,
+                       const at::Tensor& weight) {
+  const Tasks tasks = split_tasks(p);
+  const int64_t parts = std::min<int64_t>(tasks.count(), 64);
+  const int64_t size = weight.numel(), group = p.cout() * p.row_taps * p.last_kernel;
+  std::vector<float> partial(parts * size, 0.0f);
+  const std::vector<float> zeros(p.row_stride, 0.0f);
+  const at::Tensor staged = p.raw ? x : stage_input(p, x);
+  const float* g = gz.const_data_ptr<float>();
+  const int64_t channel_stride = gz.stride(1), row_stride = gz.stride(p.conv.ndim);
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    RowScratch scratch(p);
+    std::vector<int64_t> coords(p.outer);
+    for (int64_t part = begin; part < end; ++part) {
+      float* acc = partial.data() + part * size;
+      for (int64_t task = part * tasks.count() / parts;
+           task < (part + 1) * tasks.count() / parts; ++task) {
+        const int64_t plane = task / tasks.chunks, h0 = task % tasks.chunks * tasks.chunk;
+        const int64_t h1 = std::min(h0 + tasks.chunk, p.rows_out);
+        const int64_t offset = plane_offset(p, gz, plane, coords) + h0 * row_stride;
+        for (int64_t gr = 0; gr < p.conv.groups; ++gr) {
+          const RowConv cv = row_sources(p, staged, plane / p.outer_positions,
+                                         plane % p.outer_positions, gr, h0, h1, scratch,
+                                         zeros.data());
+          row_conv_weight_grad_avx2(cv, g + offset + gr * p.cout() * channel_stride,
+                                    channel_stride, row_stride, p.cout(), acc + gr * group);
+        }
+      }
+    }
+  });
+  std::vector<double> total(size, 0.0);
+  for (int64_t part = 0; part < parts; ++part) {
+    for (int64_t i = 0; i < size; ++i) total[i] += partial[part * size + i];
+  }
+  at::Tensor grad = at::empty(weight.sizes(), weight.options());
+  std::copy(total.begin(), total.end(), grad.mutable_data_ptr<float>());
+  return grad;
+}
+
+// Whether the input gradient is the direct conv of the output gradient with the flipped
+// kernel: stride 1 and zero padding no wider than the dilated kernel in every dim.
+bool adjoint_is_direct(const DirectPlan& p) {
+  const ConvPlan& c = p.conv;
+  if (c.mode != PadMode::kConstant) return false;
+  for (int d = 0; d < c.ndim; ++d) {
+    if (c.stride[d] != 1 || adjoint_padding(c.kernel[d], c.dilation[d], c.pad_left[d]) < 0 ||
+        adjoint_padding(c.kernel[d], c.dilation[d], c.pad_right[d]) < 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+at::Tensor input_grad(const char* op, const DirectPlan& p, const at::Tensor& gz,
+                      const at::Tensor& x, const at::Tensor& weight, const ConvArgs& args) {
+  const ConvPlan& c = p.conv;
+  if (!adjoint_is_direct(p)) {
+    return gathered_conv_backward(op, gz, at::Tensor(), x, weight, args, ConvEpilogue{},
+                                  {true, false, false})
+        .input;
+  }
+  // Per group, the adjoint conv's weight is the transposed, flipped kernel:
+  // (groups * C_in/groups, C_out/groups, *kernel) with adjoint[ci][co][k] = w[co][ci][K-1-k].
+  std::vector<int64_t> split{c.groups, p.cout(), p.cin()}, spatial;
+  for (int d = 0; d < c.ndim; ++d) {
+    split.push_back(c.kernel[d]);
+    spatial.push_back(3 + d);
+  }
+  std::vector<int64_t> shape{c.in_channels, p.cout()};
+  shape.insert(shape.end(), c.kernel.begin(), c.kernel.end());
+  const at::Tensor adjoint_weight =
+      weight.reshape(split).transpose(1, 2).flip(spatial).reshape(shape).contiguous();
+  std::vector<int64_t> ones(c.ndim, 1), pads;
+  for (int d = 0; d < c.ndim; ++d) {
+    pads.push_back(adjoint_padding(c.kernel[d], c.dilation[d], c.pad_left[d]));
+    pads.push_back(adjoint_padding(c.kernel[d], c.dilation[d], c.pad_right[d]));
+  }
+  const ConvArgs adjoint{ones, pads, args.dilation, c.groups, "zeros"};
+  return forward_planes(op, gz, adjoint_weight, std::nullopt, adjoint, ConvEpilogue{}, false)
+      .out;
+}
+
+}  // namespace
+
+ConvGrads direct_conv_backward(const char* op, const at::Tensor& grad_output,
+                               const at::Tensor& activation_input, const at::Tensor& input,
+                               const at::Tensor& weight, const ConvArgs& args,
+                               const ConvEpilogue& epilogue, std::array<bool, 3> output_mask) {
+  RECORD_FUNCTION("ndops::conv_nd::direct_backward", {});
+  if (weight.dim() == 3) {
+    const UnitDim unit(args);
+    const bool act = epilogue.activation != Activation::kNone;
+    ConvGrads grads = direct_conv_backward(
+        op, grad_output.unsqueeze(2), act ? activation_input.unsqueeze(2) : activation_input,
+        input.unsqueeze(2), weight.unsqueeze(2), unit.args, epilogue, output_mask);
+    if (grads.input.defined()) grads.input = grads.input.squeeze(2);
+    if (grads.weight.defined()) grads.weight = grads.weight.squeeze(2);
+    return grads;
+  }
+  const DirectPlan p = direct_plan(op, input, weight, args);
+  std::vector<int64_t> out_sizes{p.conv.batch, p.conv.out_channels};
+  out_sizes.insert(out_sizes.end(), p.conv.out_sizes.begin(), p.conv.out_sizes.end());
+  TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(out_sizes), "ndops::", op,
+              ": grad_output has shape ", grad_output.sizes(), " but the conv's output has ",
+              c10::IntArrayRef(out_sizes));
+  TORCH_CHECK(epilogue.activation == Activation::kNone ||
+                  activation_input.sizes() == c10::IntArrayRef(out_sizes),
+              "ndops::", op, ": the activation's input has shape ", activation_input.sizes(),
+              " but the conv's output has ", c10::IntArrayRef(out_sizes));
+  const at::Tensor gz = activation_grad(grad_output, activation_input, epilogue);
+  ConvGrads grads;
+  if (output_mask[2]) {
+    std::vector<int64_t> dims{0};
+    for (int d = 0; d < p.conv.ndim; ++d) dims.push_back(d + 2);
+    grads.bias = gz.sum(dims);
+  }
+  if (output_mask[1]) grads.weight = weight_grad(p, input, gz, weight);
+  if (output_mask[0]) grads.input = input_grad(op, p, gz, input, weight, args);
+  return grads;
+}
+
+}  // namespace ndops

@@ -1,0 +1,140 @@
+"""The AVX2 kernels of conv_nd: the direct kernel for few input channels
+(csrc/cpu/conv_direct.cpp) and its rule, and the gathered conv's own weight gradient
+(csrc/cpu/conv_weight_grad.cpp), forced with NDOPS_CONV_DIRECT, against float64 references:
+every padding mode, stride, dilation, group count and activation, N = 1..5."""
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ndops import _ext
+from test_conv_ext import ACTIVATIONS, assert_results_close, padded_reference, run
+
+pytestmark = pytest.mark.skipif(not _ext.has_ext_op("conv_nd"),
+                                reason="conv_nd extension not built")
+
+needs_avx2 = pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
+    reason="the direct conv kernel needs AVX2 and FMA")
+
+
+def ran_kernels(fn):
+    """The ndops::conv_nd::* passes that ran inside fn (torch profiler record_function)."""
+    with torch.profiler.profile() as prof:
+        fn()
+    return {e.name for e in prof.events() if e.name.startswith("ndops::conv_nd::")}
+
+
+def direct_case(rng, n):
+    """A random float32 conv with few input channels: any padding pairs and mode, stride,
+    dilation, groups; widths, channel counts and last-dim kernels that reach every register
+    tile and tail of the row kernels."""
+    groups = rng.choice([1, 1, 2])
+    kernel = [rng.randint(1, 3) for _ in range(n - 1)] + [rng.choice([1, 2, 3, 5])]
+    dilation = [rng.randint(1, 2) for _ in range(n)]
+    stride = [rng.choice([1, 1, 2]) for _ in range(n)]
+    span = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    size = [s + rng.randint(0, 3) for s in span[:-1]] + [span[-1] + rng.randint(0, 30)]
+    mode = rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"])
+    pairs = [rng.randint(0, min(2, s - 1)) for s in size for _ in range(2)]
+    x = torch.randn(rng.randint(1, 2), groups * rng.randint(1, 4), *size)
+    w = torch.randn(groups * rng.randint(1, 9), x.shape[1] // groups, *kernel)
+    b = torch.randn(w.shape[0]) if rng.random() < 0.7 else None
+    return x, w, b, stride, pairs, dilation, groups, mode
+
+
+@needs_avx2
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_direct_kernel_matches_the_fallback(n, monkeypatch):
+    rng = random.Random(f"direct {n}")
+    for _ in range(6 if n < 5 else 3):
+        x, w, b, stride, pairs, dilation, groups, mode = direct_case(rng, n)
+        activation = rng.choice(list(ACTIVATIONS))
+        op_activation, slope = activation.replace("_negative", ""), ACTIVATIONS[activation][1]
+
+        def fused(x, w, b):
+            return torch.ops.ndops.conv_bias_act_nd(x, w, b, stride, pairs, dilation, groups,
+                                                    op_activation, slope, mode)[0]
+
+        def reference(x, w, b):
+            z = padded_reference(x, w, b, stride, pairs, dilation, groups, mode)
+            return ACTIVATIONS[activation][0](z, slope)
+
+        expected, grad_output = run(None, *[None if t is None else t.double() for t in (x, w, b)],
+                                    {}, fn=reference)
+        monkeypatch.setenv("NDOPS_CONV_DIRECT", "1")
+        results = {}
+        passes = ran_kernels(lambda: results.update(
+            actual=run(None, x, w, b, {}, grad_output.float(), fn=fused)[0]))
+        assert "ndops::conv_nd::direct_forward" in passes
+        assert_results_close(results["actual"], [e.float() for e in expected], torch.float32,
+                             f"{tuple(x.shape)} {tuple(w.shape)} {stride} {pairs} {dilation} "
+                             f"{groups} {mode} {activation}")
+
+
+@needs_avx2
+def test_direct_kernel_chunks_rows_and_reads_strided_inputs(monkeypatch):
+    monkeypatch.setenv("NDOPS_CONV_DIRECT", "1")
+    x = torch.randn(1, 3, 70, 40)[:, :, ::1, ::2]  # 70 rows (two chunks), width stride 2
+    w = torch.randn(5, 3, 3, 2)
+    expected, grad_output = run("native", x.double(), w.double(), None, dict(padding=1))
+    actual, _ = run("ext", x, w, None, dict(padding=1), grad_output.float())
+    assert_results_close(actual, [e.float() for e in expected], torch.float32)
+
+
+@needs_avx2
+def test_direct_kernel_rule(monkeypatch):
+    """In float32, the forward of a conv with at most 2 input channels per group and the
+    backward of one with 1 take the direct kernel; the rest, the gathered conv;
+    NDOPS_CONV_DIRECT=0 turns it off."""
+    one, two = torch.randn(2, 1, 6, 6, 6, 6), torch.randn(2, 2, 6, 6, 6, 6)
+    wide = (torch.randn(1, 8, 5, 5, 5, 5), torch.randn(4, 8, 3, 3, 3, 3))
+
+    def conv(x, w):
+        def call():
+            leaves = [x.clone().requires_grad_(), w.clone().requires_grad_()]
+            torch.ops.ndops.conv_nd(*leaves, None, [1] * 4, [1] * 4, [1] * 4, 1).sum().backward()
+        return call
+
+    for x, direct in [(one, {"direct_forward", "direct_backward"}), (two, {"direct_forward"})]:
+        w = torch.randn(4, x.shape[1], 3, 3, 3, 3)
+        ran = ran_kernels(conv(x, w))
+        for name in ("direct_forward", "direct_backward"):
+            assert (f"ndops::conv_nd::{name}" in ran) == (name in direct), (x.shape, name)
+    assert "ndops::conv_nd::direct_forward" not in ran_kernels(conv(*wide))
+    assert "ndops::conv_nd::direct_forward" not in ran_kernels(conv(one.double(),
+                                                                     w[:, :1].double()))
+    monkeypatch.setenv("NDOPS_CONV_DIRECT", "0")
+    assert "ndops::conv_nd::direct_forward" not in ran_kernels(conv(one, w[:, :1]))
+
+
+@needs_avx2
+@pytest.mark.parametrize("n", [2, 4, 5])
+def test_own_weight_gradient_on_the_gathered_path(n, monkeypatch):
+    """The native conv's weight gradient on conv_weight_grad.cpp's kernel (by default on CPUs
+    without AVX-512) where the gathered channels per group are a multiple of 8."""
+    monkeypatch.setenv("NDOPS_CONV_DIRECT", "weight_grad")
+    monkeypatch.setenv("NDOPS_CONV_GATHER_DIMS", str(max(n - 3, 1)))
+    rng = random.Random(f"own weight grad {n}")
+    for _ in range(3 if n < 5 else 2):
+        x, w, b, stride, pairs, dilation, groups, mode = direct_case(rng, n)
+        x = torch.randn(x.shape[0], 8 * groups, *x.shape[2:])
+        w = torch.randn(w.shape[0], 8, *w.shape[2:])
+
+        def conv(x, w, b):
+            return torch.ops.ndops.conv_bias_act_nd(x, w, b, stride, pairs, dilation, groups,
+                                                    "silu", 0.01, mode)[0]
+
+        def reference(x, w, b):
+            return F.silu(padded_reference(x, w, b, stride, pairs, dilation, groups, mode))
+
+        expected, grad_output = run(None, *[None if t is None else t.double() for t in (x, w, b)],
+                                    {}, fn=reference)
+        results = {}
+        passes = ran_kernels(lambda: results.update(
+            actual=run(None, x, w, b, {}, grad_output.float(), fn=conv)[0]))
+        assert "ndops::conv_nd::channels_last_weight_grad" in passes
+        assert "ndops::conv_nd::direct_forward" not in passes
+        assert_results_close(results["actual"], [e.float() for e in expected], torch.float32,
+                             f"{tuple(x.shape)} {tuple(w.shape)} {stride} {pairs} {mode}")
