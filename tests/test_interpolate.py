@@ -305,6 +305,14 @@ def test_bad_inputs(name, x, mode, error, match):
         ndops.interpolate_nd(x, size=3, mode=mode)
 
 
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_every_backend_returns_a_contiguous_output_for_a_contiguous_input(mode):
+    x = torch.randn(1, 2, 3, 4, 3, 2)
+    for name in ndops.available_backends("interpolate_nd", 4):
+        with ndops.backend(name):
+            assert ndops.interpolate_nd(x, scale_factor=2, mode=mode).is_contiguous(), name
+
+
 def test_forced_native_above_three_dims_raises():
     with ndops.backend("native"), pytest.raises(RuntimeError, match="cannot run"):
         ndops.interpolate_nd(torch.randn(1, 1, 2, 2, 2, 2), size=3)

@@ -44,6 +44,16 @@ def test_backend_context_manager_nests_and_restores():
     assert forced_backend() is None
 
 
+@pytest.mark.skipif(not ndops.has_extension(), reason="needs the compiled extension")
+def test_pool_default_is_size_dependent_at_low_n():
+    # torch's kernels win on small inputs (fixed cost), the compiled ones from 2^17 elements
+    assert ndops.available_backends("max_pool_nd", 2, "cpu", numel=1000)[0] == "native"
+    assert ndops.available_backends("max_pool_nd", 2, "cpu", numel=2 ** 20)[0] == "ext"
+    assert ndops.available_backends("avg_pool_nd", 4, "cpu", numel=10)[0] == "ext"
+    x = torch.randn(2, 4, 256, 256)
+    torch.testing.assert_close(ndops.max_pool_nd(x, 3, 2, 1), torch.nn.functional.max_pool2d(x, 3, 2, 1))
+
+
 def test_backend_rejects_unknown_name():
     with pytest.raises(ValueError, match="ndops.backend: name must be one of"):
         with ndops.backend("cuda"):
@@ -76,6 +86,26 @@ def test_ci_reads_the_readme_test_command():
     assert "<!-- ci: test command -->" in readme
     block = readme.split("<!-- ci: test command -->", 1)[1].split("```")[1]
     assert "--no-build-isolation" in block and "pytest" in block
+
+
+def test_ci_cuda_stage_builds_with_cuda_and_checks_every_kernel():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    block = readme.split("<!-- ci: cuda build command -->", 1)[1].split("```")[1]
+    for part in ("torch==2.14.1", "NDOPS_WITH_CUDA=1", "CUDA_HOME", "TORCH_CUDA_ARCH_LIST",
+                 "--no-build-isolation", "python -m ndops.cuda_check", "pytest"):
+        assert part in block, part
+
+
+@pytest.mark.skipif(not ndops.has_extension(), reason="needs the compiled extension")
+def test_every_op_has_a_cpu_kernel_and_cuda_check_explains_a_cpu_build(capsys):
+    from ndops import _ext
+    from ndops.cuda_check import main as cuda_check
+    assert _ext.ops_without_kernel("CPU") == []
+    if _ext.cuda_build_version() is None:
+        assert cuda_check() == 1
+        assert "built without CUDA kernels" in capsys.readouterr().err
+    else:  # a CUDA build (CI's second stage): every op must have its CUDA kernel
+        assert cuda_check() == 0, capsys.readouterr().err
 
 
 @pytest.mark.skipif(not ndops.has_extension(), reason="needs the compiled extension")

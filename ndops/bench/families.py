@@ -81,7 +81,10 @@ class OpFamily:
             out = self.ndops_call(case, *tensors)
         grad_output = None
         if case.passes != "fwd":
-            grad_output = torch.randn_like(out)
+            # Contiguous, like the output of every method timed: randn_like would copy the
+            # fallback's layout (its interpolation returns a permuted view), and a kernel fed a
+            # permuted grad_output pays a full copy first.
+            grad_output = torch.randn(out.shape, dtype=out.dtype, device=out.device)
             for i in grad_positions:
                 tensors[i].requires_grad_()
         plan = Plan(self.work(case, tensors, out), self.unit,

@@ -182,7 +182,9 @@ def _limits_text(limits):
             f"- Copy bandwidth: **{copy['gbps']:.1f} GB/s** ({copy['detail']}).\n"
             f"- Writing a freshly allocated {copy['mib']} MiB buffer: "
             f"{copy['fresh_write_gbps']:.1f} GB/s (first-touch page faults, paid by every op "
-            f"that returns a new large tensor; `THP_MEM_ALLOC_ENABLE=1` reduces them).")
+            f"that returns a new large tensor; `THP_MEM_ALLOC_ENABLE=1` reduces them).\n"
+            f"- Each limit is the fastest of several calls, measured before and after the cases; "
+            f"the higher of the two is kept.")
 
 
 def _skipped_text(skipped):

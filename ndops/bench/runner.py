@@ -101,15 +101,27 @@ def relative_error(result, reference):
     return worst
 
 
+def _limit_for(unit, limits):
+    if unit == "GFLOP/s":
+        return limits["gemm"]["gflops"]
+    if unit == "GB/s":
+        return limits["copy"]["gbps"]
+    return None
+
+
+def apply_limits(rows, limits):
+    """Set each row's limit and % of it from ``limits`` (final limits, measured after the rows)."""
+    for row in rows:
+        row["limit"] = _limit_for(row["unit"], limits)
+        row["pct_of_limit"] = (100.0 * row["rate"] / row["limit"]
+                               if row["rate"] and row["limit"] else None)
+
+
 def _row(case, method, timing, plan, limits, settings, extra_bytes):
     median = timing.median
     q1, q3 = timing.quartiles
     rate = plan.work / median / 1e9 if plan.work else None
-    limit = None
-    if plan.unit == "GFLOP/s":
-        limit = limits["gemm"]["gflops"]
-    elif plan.unit == "GB/s":
-        limit = limits["copy"]["gbps"]
+    limit = _limit_for(plan.unit, limits)
     return {
         "case": case.name, "id": case.id, "family": case.family,
         "op": getattr(FAMILIES[case.family], "op", None), "n": case.n, "pass": case.passes,
@@ -209,7 +221,7 @@ def evaluate_targets(case, rows, device="cpu"):
     op = getattr(FAMILIES[case.family], "op", None)
     if case.n <= 3 and op and "torch" in by_method:
         text = f">= {NATIVE_TARGET:g}x torch (ndops' default choice)"
-        default = ndops.available_backends(op, case.n, device)[0]
+        default = ndops.available_backends(op, case.n, device, math.prod(case.shape))[0]
         if default == "native":
             checks.append((text, 1.0, True, "dispatches to torch"))
         elif default in by_method:

@@ -33,6 +33,9 @@ def interpolate_nd(input, output_size, scales, mode, align_corners=False, antial
     if scales is None:
         scales = (None,) * len(output_size)
     if mode == "linear":
+        # The passes below leave the output as a permuted view; torch (and the ext kernel)
+        # return a contiguous tensor for a contiguous input, so copy back to that layout.
+        contiguous_input = input.is_contiguous()
         group_size = 1 if antialias else native_max_dims
         n = len(output_size)
         # Last group first: the trailing dims need no move (see _resample_group).
@@ -44,7 +47,7 @@ def interpolate_nd(input, output_size, scales, mode, align_corners=False, antial
                 continue
             input = _resample_group(input, group, output_size, scales, bool(align_corners),
                                     antialias)
-        return input
+        return input.contiguous() if contiguous_input else input
     exact = mode == "nearest-exact"
     for d, (out_size, scale) in enumerate(zip(output_size, scales)):
         index = _nearest_source_index(input.shape[2 + d], out_size, scale, exact, input)

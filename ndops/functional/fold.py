@@ -15,12 +15,8 @@ from ..fallback import fold as _fallback
 # unfold 1.8-4.8x, fold 1.8-4.0x, forward + backward 1.5-4.3x faster. (With 2 threads every
 # parallel op, torch's own included, stalled ~10 ms on that busy machine, so the 2-thread
 # numbers of small shapes said nothing; shapes of >= 18 MB of columns: ext 1.4-10x faster.)
-def _compiled_first_on_cpu(n, device_type):
-    return ("ext", "native", "fallback") if device_type == "cpu" else ("native", "ext", "fallback")
-
-
-_backend.set_preference("unfold_nd", _compiled_first_on_cpu)
-_backend.set_preference("fold_nd", _compiled_first_on_cpu)
+_backend.set_preference("unfold_nd", _backend.compiled_first_on_cpu())
+_backend.set_preference("fold_nd", _backend.compiled_first_on_cpu())
 
 
 def _check_blocks(op, blocks, size_name, size, window):

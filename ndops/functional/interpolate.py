@@ -14,10 +14,7 @@ from . import pool as _pool
 # contiguous (B, C, *spatial) fp32/bf16 input, forward and forward + backward (1.1-1.6x on 3-D
 # channels-last; 0.7-1.1x on 2-D channels-last and on inputs of a few hundred elements), measured
 # on the project machine with benchmarks/bench_interpolate.py.
-_backend.set_preference(
-    "interpolate_nd",
-    lambda n, device_type: (("ext", "native", "fallback") if device_type == "cpu"
-                            else ("native", "ext", "fallback")))
+_backend.set_preference("interpolate_nd", _backend.compiled_first_on_cpu())
 
 _MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
 _LINEAR_ALIASES = {"bilinear": 2, "trilinear": 3}

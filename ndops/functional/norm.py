@@ -113,10 +113,7 @@ def batch_norm_nd(input, running_mean, running_var, weight=None, bias=None, trai
 # above ~100K elements (relu, training, fwd+bwd, 1-2 threads on the shared 2-core machine:
 # B2 C32 24^4 3-4.5x, B4 C32 16^3 2x, B2 C64 32^2 1.4x; silu/gelu forward 3-4x), and loses
 # ~0.3 ms of call overhead on tiny ones (8K elements): it comes first there.
-_backend.set_preference(
-    "batch_norm_act_nd",
-    lambda n, device_type: (("ext", "native", "fallback") if device_type == "cpu"
-                            else ("native", "ext", "fallback")))
+_backend.set_preference("batch_norm_act_nd", _backend.compiled_first_on_cpu())
 
 
 def batch_norm_act_nd(input, running_mean, running_var, weight=None, bias=None, training=False,

@@ -29,6 +29,15 @@ from .. import _args, _backend
 from ..fallback import adaptive_pool as _fallback_adaptive
 from ..fallback import pool as _fallback
 
+# The compiled CPU kernels come first at N <= 3 too, from 2^17 input elements: against torch's
+# own (2 threads, fp32, 2026-11-22, BENCHMARKS.md) max/avg pooling 1.8-10x forward and 1.4-6.5x
+# forward + backward (B8 C64 112^2 k3 s2 p1, B2 C16 32^3, B4 C32 64^2 ceil_mode, B2 C32 64^3,
+# B8 C32 65536), adaptive pools 2-5.7x (B2 C32 32^3 -> 5); torch wins below ~65K elements
+# (0.4-0.7x on B1 C3 8^2, B8 C64 7^2 -> 1, B16 C64 64 k3 s1) and ties around 64K.
+_POOL_MIN_NUMEL = 2 ** 17
+for _op in ("max_pool_nd", "avg_pool_nd", "adaptive_avg_pool_nd", "adaptive_max_pool_nd"):
+    _backend.set_preference(_op, _backend.compiled_first_on_cpu(_POOL_MIN_NUMEL))
+
 _REDUCED_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -118,7 +127,7 @@ def max_pool_nd(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mod
     _args.check_output_size(op, out_size, in_size)
     _check_windows_touch_input(op, in_size, k, s, p, d, out_size)
     x = _args.with_batch(input, batched)
-    impl = _backend.choose(op, n, input.device)
+    impl = _backend.choose(op, n, input.device, numel=input.numel())
     if impl == "native":
         # torch's max_pool1d has an integer kernel only in its indexed variant
         with_indices = return_indices or (n == 1 and not x.is_floating_point())
@@ -165,7 +174,7 @@ def avg_pool_nd(input, kernel_size, stride=None, padding=0, ceil_mode=False,
         (n == 1 and divisor_override is not None)  # avg_pool1d has no divisor_override
         or (n == 3 and any(size < ki for size, ki in zip(in_size, k)))  # avg_pool3d's own rule
         or (n == 3 and x.device.type == "cpu" and x.dtype in _REDUCED_PRECISION))
-    impl = _backend.choose(op, n, input.device, native_ok=native_ok)
+    impl = _backend.choose(op, n, input.device, native_ok=native_ok, numel=input.numel())
     if impl == "native":
         extra = {} if n == 1 else {"divisor_override": divisor_override}
         result = getattr(F, f"avg_pool{n}d")(x, k, s, p, ceil_mode=ceil_mode,
@@ -277,7 +286,7 @@ def adaptive_avg_pool_nd(input, output_size, *, spatial_dims=None):
     op = "adaptive_avg_pool_nd"
     n, batched, out = _adaptive_args(op, input, output_size, spatial_dims)
     x = _args.with_batch(input, batched)
-    impl = _backend.choose(op, n, input.device)
+    impl = _backend.choose(op, n, input.device, numel=input.numel())
     if impl == "native":
         result = getattr(F, f"adaptive_avg_pool{n}d")(x, out)
     elif impl == "ext":
@@ -297,7 +306,7 @@ def adaptive_max_pool_nd(input, output_size, return_indices=False, *, spatial_di
     op = "adaptive_max_pool_nd"
     n, batched, out = _adaptive_args(op, input, output_size, spatial_dims)
     x = _args.with_batch(input, batched)
-    impl = _backend.choose(op, n, input.device)
+    impl = _backend.choose(op, n, input.device, numel=input.numel())
     if impl == "native":
         result = getattr(F, f"adaptive_max_pool{n}d")(x, out, return_indices)
     elif impl == "ext":
