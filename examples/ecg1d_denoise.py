@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ndops.models.training import RegressionTask, Trainer, load_checkpoint, psnr
+from ndops.models.training import RegressionTask, Trainer, denoising_psnr, load_checkpoint
 from ndops.models.unet import UNet
 
 VAL_START, TEST_START, WINDOW = 640, 768, 128
@@ -99,10 +99,7 @@ def main(argv=None):
                       root=args.root, name="ecg1d-denoise")
     trainer.fit(data["train"], data["val"])
     trainer.ema.load_state_dict(load_checkpoint(f"{trainer.checkpoint_dir}/best.pt")["ema"])
-    noisy, clean = data["test"]
-    denoised = trainer.predict(noisy)
-    before = psnr(noisy, clean)[0].item() / len(clean)
-    after = psnr(denoised, clean)[0].item() / len(clean)
+    before, after = denoising_psnr(trainer.predict, *data["test"])
     print(f"held-out ECG samples {TEST_START}-1023 (16 noise draws, sigma {args.noise}): "
           f"PSNR noisy {before:.2f} dB -> denoised {after:.2f} dB (gain "
           f"{after - before:+.2f} dB); run folder {trainer.run_dir}")

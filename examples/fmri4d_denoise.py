@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ndops.models.training import RegressionTask, Trainer, load_checkpoint, psnr
+from ndops.models.training import RegressionTask, Trainer, denoising_psnr, load_checkpoint
 from ndops.models.unet import UNet
 
 TRAIN_TIMES, CROP = 14, (12, 12, 3, 6)
@@ -115,10 +115,7 @@ def main(argv=None):
                       root=args.root, name="fmri4d-denoise")
     trainer.fit(data["train"], data["val"])
     trainer.ema.load_state_dict(load_checkpoint(f"{trainer.checkpoint_dir}/best.pt")["ema"])
-    noisy, clean = data["test"]
-    denoised = trainer.predict(noisy)
-    before = psnr(noisy, clean)[0].item() / len(clean)
-    after = psnr(denoised, clean)[0].item() / len(clean)
+    before, after = denoising_psnr(trainer.predict, *data["test"])
     print(f"held-out time points {TRAIN_TIMES}-19 (17x21x3x6, 8 noise draws, sigma "
           f"{args.noise}): PSNR noisy {before:.2f} dB -> denoised {after:.2f} dB "
           f"(gain {after - before:+.2f} dB); run folder {trainer.run_dir}")

@@ -63,7 +63,20 @@ def _shortcut(spatial_dims, in_channels, out_channels, stride, norm):
                          get_norm(norm, spatial_dims, out_channels))
 
 
-class BasicBlock(nn.Module):
+class _ResidualBlock(nn.Module):
+    """What the blocks share: ``attention`` reweights the residual branch, which is added to
+    the shortcut, then the final act."""
+
+    def _add_shortcut(self, n, in_channels, out_channels, stride, norm, act, attention):
+        self.attention = build_attention(attention, n, out_channels)
+        self.shortcut = _shortcut(n, in_channels, out_channels, stride, norm)
+        self.act = get_act(act)
+
+    def _join(self, branch, x):
+        return self.act(self.attention(branch) + self.shortcut(x))
+
+
+class BasicBlock(_ResidualBlock):
     """Two 3x3 convs (the first strided) with norm and act; ``attention`` (a
     ``build_attention`` spec) reweights the residual branch before the shortcut is added, as in
     CBAM. Output channels: ``width``."""
@@ -77,9 +90,7 @@ class BasicBlock(nn.Module):
         self.norm1, self.act1 = get_norm_act(norm, act, n, width)  # fused batch norm + act
         self.conv2 = get_conv(n, width, width, 3, bias=False)
         self.norm2 = get_norm(norm, n, width)
-        self.attention = build_attention(attention, n, width)
-        self.shortcut = _shortcut(n, in_channels, width, stride, norm)
-        self.act = get_act(act)
+        self._add_shortcut(n, in_channels, width, stride, norm, act, attention)
 
     @property
     def last_norm(self):
@@ -87,11 +98,10 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         h = self.act1(self.norm1(self.conv1(x)))
-        h = self.norm2(self.conv2(h))
-        return self.act(self.attention(h) + self.shortcut(x))
+        return self._join(self.norm2(self.conv2(h)), x)
 
 
-class BottleneckBlock(nn.Module):
+class BottleneckBlock(_ResidualBlock):
     """1x1 reduce -> 3x3 (strided) -> 1x1 expand to ``4 * width`` channels, norm and act after
     each conv (the last act after the residual sum); ``attention`` as in ``BasicBlock``."""
     expansion = 4
@@ -106,9 +116,7 @@ class BottleneckBlock(nn.Module):
         self.norm2, self.act2 = get_norm_act(norm, act, n, width)
         self.conv3 = get_conv(n, width, out_channels, 1, bias=False)
         self.norm3 = get_norm(norm, n, out_channels)
-        self.attention = build_attention(attention, n, out_channels)
-        self.shortcut = _shortcut(n, in_channels, out_channels, stride, norm)
-        self.act = get_act(act)
+        self._add_shortcut(n, in_channels, out_channels, stride, norm, act, attention)
 
     @property
     def last_norm(self):
@@ -117,8 +125,7 @@ class BottleneckBlock(nn.Module):
     def forward(self, x):
         h = self.act1(self.norm1(self.conv1(x)))
         h = self.act2(self.norm2(self.conv2(h)))
-        h = self.norm3(self.conv3(h))
-        return self.act(self.attention(h) + self.shortcut(x))
+        return self._join(self.norm3(self.conv3(h)), x)
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckBlock}

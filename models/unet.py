@@ -364,14 +364,19 @@ def _int_list(name, values, minimum):
     return tuple(int(v) for v in values)
 
 
+def _repeated_int(name, value, count, entries):
+    """An int >= 1 (repeated) or a sequence of ``count`` ints >= 1 (``entries`` says what they
+    are, for the message), as a ``count``-tuple."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != count:
+            raise ValueError(f"{_WHERE}: {name} must be an int or {entries}, got {value!r}")
+        return _int_list(name, value, minimum=1)
+    return (_positive_int(name, value),) * count
+
+
 def _as_dims(name, value, n):
     """An int or a sequence of N ints >= 1, as an N-tuple."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ValueError(f"{_WHERE}: {name} must be an int or {n} ints (one per spatial "
-                             f"dim), got {value!r}")
-        return _int_list(name, value, minimum=1)
-    return (_positive_int(name, value),) * n
+    return _repeated_int(name, value, n, f"{n} ints (one per spatial dim)")
 
 
 def _choice(name, value, options):
@@ -382,12 +387,7 @@ def _choice(name, value, options):
 
 def _per_level(name, value, levels):
     """An int for every level, or one int per level."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != levels:
-            raise ValueError(f"{_WHERE}: {name} must be an int or one int per level "
-                             f"(len(channels) = {levels}), got {value!r}")
-        return _int_list(name, value, minimum=1)
-    return (_positive_int(name, value),) * levels
+    return _repeated_int(name, value, levels, f"one int per level (len(channels) = {levels})")
 
 
 def _level_strides(strides, levels, n):

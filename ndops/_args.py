@@ -124,14 +124,20 @@ def check_floating(op, name, tensor):
                            f"got dtype {tensor.dtype}")
 
 
+def check_same_device(op, ref_name, ref, **others):
+    """Every tensor in ``others`` (name=tensor or None) must be on ``ref``'s device."""
+    for name, t in others.items():
+        if t is not None and t.device != ref.device:
+            raise RuntimeError(f"ndops.{op}: {name} is on {t.device} but {ref_name} is on "
+                               f"{ref.device}; move them to the same device")
+
+
 def check_same_dtype_device(op, ref_name, ref, **others):
     """Every tensor in ``others`` (name=tensor or None) must match ``ref``'s dtype and device."""
     for name, t in others.items():
         if t is None:
             continue
-        if t.device != ref.device:
-            raise RuntimeError(f"ndops.{op}: {name} is on {t.device} but {ref_name} is on "
-                               f"{ref.device}; move them to the same device")
+        check_same_device(op, ref_name, ref, **{name: t})
         if t.dtype != ref.dtype:
             raise RuntimeError(f"ndops.{op}: {name} has dtype {t.dtype} but {ref_name} has "
                                f"dtype {ref.dtype}; they must match")

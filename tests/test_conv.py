@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import ndops
 from ndops.fallback import conv as fallback
+from helpers.grads import assert_all_close, forward_and_grads
 from reference import conv as ref
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
@@ -61,24 +62,6 @@ def conv_transpose_case(rng, n, max_size=4):
     b = torch.randn(w.shape[1] * groups, dtype=F64) if rng.random() < 0.6 else None
     return x, w, b, dict(stride=stride, padding=padding, output_padding=output_padding,
                          groups=groups, dilation=dilation)
-
-
-def forward_and_grads(fn, x, w, b, kwargs, grad_output=None):
-    """fn's output and the gradients of sum(out * grad_output) for x, w (and b)."""
-    leaves = [t.detach().clone().requires_grad_() for t in (x, w, b) if t is not None]
-    out = fn(leaves[0], leaves[1], leaves[2] if b is not None else None, **kwargs)
-    if grad_output is None:
-        grad_output = torch.randn(out.shape, dtype=out.dtype,
-                                  generator=torch.Generator().manual_seed(1))
-    return (out, *torch.autograd.grad(out, leaves, grad_output)), grad_output
-
-
-def assert_all_close(actual, expected, msg):
-    """Outputs and gradients equal; ``expected`` may hold None for an absent bias's grad."""
-    expected = [e for e in expected if e is not None]
-    assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
-        torch.testing.assert_close(a, e, msg=lambda m: f"{msg}\n{m}")
 
 
 OPS = {  # name: (ndops op, random case, torch op at N, brute-force reference)

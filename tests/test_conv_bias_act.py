@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 import ndops
 from ndops.nn import ConvNd
+from helpers.grads import assert_all_close, forward_and_grads
 from reference import conv as ref_conv
 from reference import pad as ref_pad
 
@@ -71,23 +72,6 @@ def torch_bias_act(x, w, b, stride, padding, dilation, groups, activation, negat
     return ACTIVATIONS[activation](z, negative_slope)
 
 
-def run(fn, x, w, b, kwargs, grad_output=None):
-    """fn's output and the gradients of sum(out * grad_output) for x, w (and b)."""
-    leaves = [t.detach().clone().requires_grad_() for t in (x, w, b) if t is not None]
-    out = fn(leaves[0], leaves[1], leaves[2] if b is not None else None, **kwargs)
-    if grad_output is None:
-        grad_output = torch.randn(out.shape, dtype=out.dtype,
-                                  generator=torch.Generator().manual_seed(1))
-    return (out, *torch.autograd.grad(out, leaves, grad_output)), grad_output
-
-
-def assert_all_close(actual, expected, msg):
-    expected = [e for e in expected if e is not None]
-    assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
-        torch.testing.assert_close(a, e, msg=lambda m: f"{msg}\n{m}")
-
-
 def on(backend, fn=ndops.conv_bias_act_nd):
     def call(*args, **kwargs):
         with ndops.backend(backend):
@@ -100,9 +84,9 @@ def test_every_backend_matches_torch(n):
     rng = random.Random(f"bias act torch {n}")
     for _ in range(24):
         x, w, b, kwargs = bias_act_case(rng, n)
-        expected, grad_output = run(torch_bias_act, x, w, b, kwargs)
+        expected, grad_output = forward_and_grads(torch_bias_act, x, w, b, kwargs)
         for backend in ndops.available_backends(OP, n):
-            actual, _ = run(on(backend), x, w, b, kwargs, grad_output)
+            actual, _ = forward_and_grads(on(backend), x, w, b, kwargs, grad_output)
             assert_all_close(actual, expected, f"{backend} {tuple(x.shape)} {tuple(w.shape)} "
                                                f"{kwargs}")
 
@@ -130,7 +114,7 @@ def test_every_backend_matches_the_reference(n):
     for _ in range(4 if n == 4 else 2):
         x, w, b, kwargs = bias_act_case(rng, n, max_extra=1 if n == 4 else 0)
         for backend in ndops.available_backends(OP, n):
-            actual, grad_output = run(on(backend), x, w, b, kwargs)
+            actual, grad_output = forward_and_grads(on(backend), x, w, b, kwargs)
             expected = reference_bias_act(x, w, b, **kwargs, grad_output=grad_output)
             assert_all_close(actual, expected, f"{backend} {tuple(x.shape)} {kwargs}")
 

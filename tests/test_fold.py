@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import ndops
+from helpers.errors import raises_test
 from reference import fold as ref
 
 F64 = torch.float64
@@ -198,23 +199,14 @@ UNFOLD_BAD = [
 ]
 
 
-@pytest.mark.parametrize("name", ["native", "fallback"])
-@pytest.mark.parametrize("kwargs,error,match", UNFOLD_BAD)
-def test_unfold_bad_arguments(name, kwargs, error, match):
-    with ndops.backend(name), pytest.raises(error, match=match):
-        ndops.unfold_nd(X, **kwargs)
-
-
-@pytest.mark.parametrize("name", ["native", "fallback"])
-@pytest.mark.parametrize("x,error,match", [
+test_unfold_bad_arguments = raises_test(lambda kwargs: ndops.unfold_nd(X, **kwargs),
+                                        UNFOLD_BAD)
+test_unfold_bad_inputs = raises_test(lambda x: ndops.unfold_nd(x, 2), [
     (torch.ones(1, 2, 4, 4, dtype=torch.int64), RuntimeError, "floating-point"),
     (torch.ones(1, 0, 4, 4), ValueError, "input must have channels"),
     (torch.ones(1, 2, 0, 4), ValueError, "input must have channels"),
     (torch.ones(4, 4), ValueError, "input must have shape"),
 ])
-def test_unfold_bad_inputs(name, x, error, match):
-    with ndops.backend(name), pytest.raises(error, match=match):
-        ndops.unfold_nd(x, 2)
 
 
 COLS = torch.randn(1, 8, 16)  # C = 2, kernel (2, 2), output (5, 5): 4 * 4 blocks
@@ -235,24 +227,14 @@ FOLD_BAD = [
 ]
 
 
-@pytest.mark.parametrize("name", ["native", "fallback"])
-@pytest.mark.parametrize("kwargs,error,match", FOLD_BAD)
-def test_fold_bad_arguments(name, kwargs, error, match):
-    with ndops.backend(name), pytest.raises(error, match=match):
-        ndops.fold_nd(COLS, **kwargs)
-
-
-@pytest.mark.parametrize("name", ["native", "fallback"])
-@pytest.mark.parametrize("cols,error,match", [
+test_fold_bad_arguments = raises_test(lambda kwargs: ndops.fold_nd(COLS, **kwargs), FOLD_BAD)
+test_fold_bad_inputs = raises_test(lambda cols: ndops.fold_nd(cols, (5, 5), 2), [
     (torch.ones(1, 8, 16, dtype=torch.int64), RuntimeError, "floating-point"),
     (torch.ones(8), ValueError, "input must have shape"),
     (torch.ones(1, 1, 8, 16), ValueError, "input must have shape"),
     (torch.ones(1, 0, 16), ValueError, "positive multiple of"),
     (torch.ones(1, 8, 0), ValueError, "sliding blocks"),
 ])
-def test_fold_bad_inputs(name, cols, error, match):
-    with ndops.backend(name), pytest.raises(error, match=match):
-        ndops.fold_nd(cols, (5, 5), 2)
 
 
 def test_forced_native_beyond_two_dims_raises():

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 import ndops
 from ndops.fallback import interpolate as fallback
+from helpers.errors import raises_test
+from helpers.grads import forward_and_grad
 from reference import interpolate as ref
 
 F64 = torch.float64
@@ -76,16 +78,6 @@ def _tuple(value, n):
     return value if isinstance(value, tuple) else (value,) * n
 
 
-def forward_and_grad(fn, x, grad_output=None):
-    leaf = x.detach().clone().requires_grad_()
-    out = fn(leaf)
-    if grad_output is None:
-        grad_output = torch.randn(out.shape, dtype=out.dtype,
-                                  generator=torch.Generator().manual_seed(1))
-    (grad,) = torch.autograd.grad(out, leaf, grad_output)
-    return out, grad, grad_output
-
-
 def runnable_backends(n, x, kwargs, out_size, scales):
     """The backends able to run this call: ndops avoids torch's antialias where it is wrong."""
     native = not kwargs.get("antialias") or _torch_antialias_correct(n, x.shape[2:], out_size,
@@ -93,18 +85,25 @@ def runnable_backends(n, x, kwargs, out_size, scales):
     return [b for b in ndops.available_backends(OP, n) if b != "native" or native]
 
 
-@pytest.mark.parametrize("seed", range(36))
-def test_matches_torch(seed):
-    rng = random.Random(seed)
-    n = 1 + seed % 3
-    x, kwargs, torch_kwargs, out_size, scales = draw_case(rng, n, torch_runs=True)
-    expected, grad, grad_output = forward_and_grad(lambda t: F.interpolate(t, **torch_kwargs), x)
+def check_every_backend(n, x, kwargs, out_size, scales, expected_fn):
+    """Every backend able to run ``interpolate_nd(x, **kwargs)`` equals ``expected_fn(x)``,
+    forward and gradient."""
+    expected, grad, grad_output = forward_and_grad(expected_fn, x)
     for name in runnable_backends(n, x, kwargs, out_size, scales):
         with ndops.backend(name):
             out, g, _ = forward_and_grad(lambda t: ndops.interpolate_nd(t, **kwargs), x,
                                          grad_output)
         torch.testing.assert_close(out, expected, msg=f"{name}: forward, {kwargs}")
         torch.testing.assert_close(g, grad, msg=f"{name}: grad, {kwargs}")
+
+
+@pytest.mark.parametrize("seed", range(36))
+def test_matches_torch(seed):
+    rng = random.Random(seed)
+    n = 1 + seed % 3
+    x, kwargs, torch_kwargs, out_size, scales = draw_case(rng, n, torch_runs=True)
+    check_every_backend(n, x, kwargs, out_size, scales,
+                        lambda t: F.interpolate(t, **torch_kwargs))
 
 
 @pytest.mark.parametrize("seed", range(24))
@@ -147,15 +146,9 @@ def test_matches_reference(seed):
                                                 "antialias")
     x, kwargs, _, out_size, scales = draw_case(rng, n, modes, max_in={4: 3, 5: 2}.get(n, 6))
     mode, align_corners = kwargs["mode"], bool(kwargs.get("align_corners"))
-    expected, grad, grad_output = forward_and_grad(
-        lambda t: ref.interpolate(t, out_size, mode, scales, align_corners,
-                                  kwargs.get("antialias", False)), x)
-    for name in runnable_backends(n, x, kwargs, out_size, scales):
-        with ndops.backend(name):
-            out, g, _ = forward_and_grad(lambda t: ndops.interpolate_nd(t, **kwargs), x,
-                                         grad_output)
-        torch.testing.assert_close(out, expected, msg=f"{name}: forward, {kwargs}")
-        torch.testing.assert_close(g, grad, msg=f"{name}: grad, {kwargs}")
+    check_every_backend(n, x, kwargs, out_size, scales,
+                        lambda t: ref.interpolate(t, out_size, mode, scales, align_corners,
+                                                  kwargs.get("antialias", False)))
 
 
 @pytest.mark.parametrize("kwargs,out_size,scales", [
@@ -284,25 +277,16 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("name", ["native", "fallback"])
-@pytest.mark.parametrize("kwargs,error,match", BAD_INPUTS)
-def test_bad_arguments(name, kwargs, error, match):
-    with ndops.backend(name), pytest.raises(error, match=match):
-        ndops.interpolate_nd(X, **kwargs)
-
-
-@pytest.mark.parametrize("name", ["native", "fallback"])
-@pytest.mark.parametrize("x,mode,error,match", [
-    (torch.ones(1, 2, 4, 4, dtype=torch.int64), "nearest", RuntimeError, "dtype"),
-    (torch.ones(1, 2, 4, 4, dtype=torch.uint8), "linear", RuntimeError, "dtype"),
-    (torch.ones(1, 2, 4, 4, dtype=torch.complex64), "nearest", RuntimeError, "dtype"),
-    (torch.ones(1, 0, 4, 4), "nearest", ValueError, "input must have channels"),
-    (torch.ones(1, 2, 0, 4), "linear", ValueError, "input must have channels"),
-    (torch.ones(4, 4), "nearest", ValueError, "input must have shape"),
+test_bad_arguments = raises_test(lambda kwargs: ndops.interpolate_nd(X, **kwargs), BAD_INPUTS)
+test_bad_inputs = raises_test(lambda x_mode: ndops.interpolate_nd(x_mode[0], size=3,
+                                                                  mode=x_mode[1]), [
+    ((torch.ones(1, 2, 4, 4, dtype=torch.int64), "nearest"), RuntimeError, "dtype"),
+    ((torch.ones(1, 2, 4, 4, dtype=torch.uint8), "linear"), RuntimeError, "dtype"),
+    ((torch.ones(1, 2, 4, 4, dtype=torch.complex64), "nearest"), RuntimeError, "dtype"),
+    ((torch.ones(1, 0, 4, 4), "nearest"), ValueError, "input must have channels"),
+    ((torch.ones(1, 2, 0, 4), "linear"), ValueError, "input must have channels"),
+    ((torch.ones(4, 4), "nearest"), ValueError, "input must have shape"),
 ])
-def test_bad_inputs(name, x, mode, error, match):
-    with ndops.backend(name), pytest.raises(error, match=match):
-        ndops.interpolate_nd(x, size=3, mode=mode)
 
 
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
@@ -324,17 +308,8 @@ def test_forced_native_above_three_dims_raises():
 def test_area_matches_torch_and_reference(seed):
     rng = random.Random(400 + seed)
     n = 1 + seed % 5
-    x, kwargs, torch_kwargs, out_size, _ = draw_case(rng, n, modes=("area",),
-                                                     max_in=6 if n <= 3 else 3)
-    if n <= 3:
-        expected, grad, grad_output = forward_and_grad(
-            lambda t: F.interpolate(t, **torch_kwargs), x)
-    else:
-        expected, grad, grad_output = forward_and_grad(
-            lambda t: ref.interpolate(t, out_size, "area"), x)
-    for name in ndops.available_backends(OP, n):
-        with ndops.backend(name):
-            out, g, _ = forward_and_grad(lambda t: ndops.interpolate_nd(t, **kwargs), x,
-                                         grad_output)
-        torch.testing.assert_close(out, expected, msg=f"{name}: forward, {kwargs}")
-        torch.testing.assert_close(g, grad, msg=f"{name}: grad, {kwargs}")
+    x, kwargs, torch_kwargs, out_size, scales = draw_case(rng, n, modes=("area",),
+                                                          max_in=6 if n <= 3 else 3)
+    check_every_backend(n, x, kwargs, out_size, scales,
+                        (lambda t: F.interpolate(t, **torch_kwargs)) if n <= 3 else
+                        (lambda t: ref.interpolate(t, out_size, "area")))

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import ndops
+from helpers.grads import forward_and_grad
 
 F64 = torch.float64
 OP = "interpolate_nd"
@@ -49,15 +50,6 @@ def torch_nearest_differs(kwargs, in_size, out_size, scales):
     out == 2 * in whatever the scale factor; ndops (and torch's 1-D/3-D forward) use it."""
     return kwargs["mode"] == "nearest" and scales is not None and any(
         o in (i, 2 * i) and s not in (1.0, 2.0) for i, o, s in zip(in_size, out_size, scales))
-
-
-def forward_and_grad(fn, x, grad_output=None):
-    leaf = x.detach().clone().requires_grad_()
-    out = fn(leaf)
-    if grad_output is None:
-        grad_output = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out)
-    (grad,) = torch.autograd.grad(out, leaf, grad_output)
-    return out, grad, grad_output
 
 
 def run(backend, x, kwargs, grad_output=None):

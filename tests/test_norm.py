@@ -7,45 +7,11 @@ import torch
 import torch.nn.functional as F
 
 import ndops
+from helpers.batch_norm import draw_case, run
 from reference import norm as ref
 
 F64 = torch.float64
 OP = "batch_norm_nd"
-
-
-def draw_case(rng, n, max_size=4):
-    """(x, running_mean, running_var, weight, bias, training, momentum, eps), float64."""
-    channels = rng.randint(1, 3)
-    x = torch.randn(rng.randint(1, 3), channels, *[rng.randint(1, max_size) for _ in range(n)],
-                    dtype=F64) * 2 + 0.5
-    if x.shape[0] * x[0, 0].numel() == 1:
-        x = torch.cat([x, x + 1])
-    training = rng.random() < 0.6
-    stats = not training or rng.random() < 0.7
-    running_mean = torch.randn(channels, dtype=F64) if stats else None
-    running_var = torch.rand(channels, dtype=F64) + 0.5 if stats else None
-    weight = torch.randn(channels, dtype=F64) if rng.random() < 0.6 else None
-    bias = torch.randn(channels, dtype=F64) if rng.random() < 0.6 else None
-    momentum = rng.choice([0.1, 0.5, 0.0, 1.0, 0.03])
-    eps = rng.choice([1e-5, 1e-3, 0.1])
-    return x, running_mean, running_var, weight, bias, training, momentum, eps
-
-
-def run(fn, case, grad_output=None):
-    """fn's output, the running stats after the call and the gradients of every tensor input."""
-    x, running_mean, running_var, weight, bias, training, momentum, eps = case
-    leaves = [t.detach().clone().requires_grad_() if t is not None else None
-              for t in (x, weight, bias)]
-    stats = [t.clone() if t is not None else None for t in (running_mean, running_var)]
-    out = fn(leaves[0], *stats, leaves[1], leaves[2], training, momentum, eps)
-    if isinstance(out, tuple):  # the reference returns the new running stats
-        out, *stats = out
-    if grad_output is None:
-        grad_output = torch.randn(out.shape, dtype=out.dtype,
-                                  generator=torch.Generator().manual_seed(1))
-    present = [t for t in leaves if t is not None]
-    grads = torch.autograd.grad(out, present, grad_output)
-    return [out, *[s for s in stats if s is not None], *grads], grad_output
 
 
 def check_all_backends(case, n, expected_fn):

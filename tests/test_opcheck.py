@@ -49,11 +49,5 @@ CASES = [(op, i) for op, samples in SAMPLES.items() for i in range(len(samples))
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["no_grad", "grad"])
 @pytest.mark.parametrize("op,index", CASES, ids=[f"{op}-{i}" for op, i in CASES])
 def test_opcheck(op, index, requires_grad):
-    args = SAMPLES[op][index]()
-    if requires_grad:
-        floating = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]
-        if not floating:
-            pytest.skip("sample has no floating-point tensor")
-        for a in floating:
-            a.requires_grad_(True)
+    args = opcheck_samples.sample_arguments(SAMPLES[op][index], requires_grad)
     torch.library.opcheck(getattr(torch.ops.ndops, op).default, args)

@@ -14,26 +14,12 @@ from torch.testing import assert_close
 
 import ndops
 from ndops._ext import has_ext_op
+from helpers.pool import draw_window_case
 from reference import pool as ref
 
 pytestmark = pytest.mark.skipif(not has_ext_op("max_pool_nd"),
                                 reason="compiled pooling kernels not built")
 ops = torch.ops.ndops
-
-
-def draw_window(rng, n, max_size, dilation=True):
-    """Random valid sliding-window arguments (every window holds an input element)."""
-    while True:
-        sizes = [rng.randint(1, max_size) for _ in range(n)]
-        k = [rng.randint(1, 4) for _ in range(n)]
-        s = [rng.randint(1, 3) for _ in range(n)]
-        p = [rng.randint(0, kk // 2) for kk in k]
-        d = [rng.choice([1, 1, 2, 3]) if dilation else 1 for _ in range(n)]
-        ceil_mode = rng.random() < 0.5
-        starts = [ref.window_starts(*a, ceil_mode) for a in zip(sizes, k, s, p, d)]
-        if all(w and all(any(0 <= st + j * dd < size for j in range(kk)) for st in w)
-               for w, size, kk, dd in zip(starts, sizes, k, d)):
-            return sizes, (k, s, p, d, ceil_mode)
 
 
 def run(backend, fn, x, grad_out=None):
@@ -73,7 +59,7 @@ def same_as_fallback(fn, x, *, exact, native=False):
 def test_max_pool_random(seed):
     rng = random.Random(seed)
     n = 1 + seed % 5
-    sizes, (k, s, p, d, ceil_mode) = draw_window(rng, n, 9 if n <= 3 else 5)
+    sizes, k, s, p, d, ceil_mode = draw_window_case(rng, n, 9 if n <= 3 else 5).values()
     x = torch.randn(rng.randint(1, 2), rng.randint(1, 3), *sizes, dtype=torch.float64)
     fn = lambda t: ndops.max_pool_nd(t, k, s, p, d, ceil_mode, return_indices=True)  # noqa
     same_as_fallback(fn, x, exact=True, native=n <= 3)
@@ -83,7 +69,8 @@ def test_max_pool_random(seed):
 def test_avg_pool_random(seed):
     rng = random.Random(100 + seed)
     n = 1 + seed % 5
-    sizes, (k, s, p, _, ceil_mode) = draw_window(rng, n, 9 if n <= 3 else 5, dilation=False)
+    sizes, k, s, p, _, ceil_mode = draw_window_case(rng, n, 9 if n <= 3 else 5,
+                                                   dilation=False).values()
     x = torch.randn(rng.randint(1, 2), rng.randint(1, 3), *sizes, dtype=torch.float64)
     divisor = rng.choice([None, None, 3, -2])
     args = (k, s, p, ceil_mode, rng.random() < 0.5, divisor)

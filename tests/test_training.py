@@ -11,15 +11,7 @@ from ndops.models.training import (ClassificationTask, RegressionTask, Segmentat
 from ndops.models.training import checkpoint as ckpt
 
 QUIET = dict(progress=False, plot=False)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core machine: OpenMP spinning makes 2 threads ~30x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 
 
 def regression_data(count=40, length=8, seed=3):

@@ -11,14 +11,7 @@ from ndops.models.training import builders, cli
 from ndops.models.training.data import first_batch, as_dataset
 
 EXAMPLE_CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "configs")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 
 
 def classification_config(tmp_path):

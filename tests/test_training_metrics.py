@@ -6,7 +6,8 @@ import zlib
 import pytest
 import torch
 
-from ndops.models.training import MetricTotals, accuracy, dice, iou, psnr, save_sample_grid
+from ndops.models.training import (MetricTotals, accuracy, denoising_psnr, dice, iou, psnr,
+                                   save_sample_grid)
 from ndops.models.training.images import grid_image
 
 
@@ -55,6 +56,15 @@ def test_psnr_by_hand():
     total, count = psnr(prediction, target, data_range=1.0)
     assert count == 2 and float(total) / 2 == pytest.approx(20.0)
     assert float(psnr(target, target)[0]) / 2 == pytest.approx(100.0)   # capped, not inf
+
+
+def test_denoising_psnr_of_noisy_input_and_denoised_output():
+    clean = torch.zeros(2, 1, 4)
+    noisy = torch.full((2, 1, 4), 0.1)                  # MSE 0.01 -> 20 dB
+    before, after = denoising_psnr(lambda x: x / 10, noisy, clean)    # MSE 1e-4 -> 40 dB
+    assert before == pytest.approx(20.0) and after == pytest.approx(40.0)
+    before, after = denoising_psnr(torch.zeros_like, noisy, clean, data_range=2.0)
+    assert before == pytest.approx(20.0 + 20 * math.log10(2)) and after == pytest.approx(100.0)
 
 
 def test_totals_are_exact_over_uneven_batches():

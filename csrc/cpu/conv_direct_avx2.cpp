@@ -1,7 +1,8 @@
 // AVX2 + FMA row kernels of the direct convolution (declared in csrc/cpu/conv_direct_kernels.h).
-// This file alone is compiled for AVX2 (the pragmas below, after the includes) and includes
-// no header with inline code, so nothing compiled here can replace a baseline function at link
-// time; conv_direct.cpp calls these only when the CPU reports AVX2 and FMA.
+// From its include of cpu/conv_avx2.h on (after every other header) this file is compiled for
+// AVX2; the only other code compiled so is that header's, of internal linkage, so nothing
+// compiled here can replace a baseline function at link time. conv_direct.cpp calls these only
+// when the CPU reports AVX2 and FMA.
 //
 // Register tiles: the forward keeps CT output channels x RT output rows x V vectors of 8
 // positions in (at most) 12 accumulators; per (row tap, last-dim tap) it loads RT x V input
@@ -18,26 +19,12 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
-#include <immintrin.h>
-
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+#include "cpu/conv_avx2.h"  // last: AVX2 + FMA from here to NDOPS_AVX2_END
 
 namespace ndops {
 namespace {
 
-constexpr int64_t kLanes = 8;
 constexpr int64_t kMaxMaskedTaps = kRowConvMaxMaskedTaps;
-
-// Loops over a tile's registers must be unrolled completely, or GCC keeps the accumulators in
-// memory (a load and a store around every FMA).
-#define NDOPS_UNROLL _Pragma("GCC unroll 16")
-
-int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // Lanes [0, valid) set (valid may exceed 8).
 __m256i lane_mask(int64_t valid) {
@@ -66,84 +53,12 @@ struct ForwardTile {
 // Output channels [c0, c0 + CT) x rows [h0, h0 + RT) x positions [w0, w0 + V * 8), of which
 // `valid` positions are stored. kMasked: unpadded rows, where some tap of the tile reads outside
 // [0, in_width) (zero padding, or past the row); those lanes load as zeros.
-template <int CT, int RT, int V, bool kMasked>
-void forward_tile(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0, int64_t valid) {
-  const RowConv& cv = *t.conv;
-  __m256i masks[kMasked ? kMaxMaskedTaps : 1][V];
-  if constexpr (kMasked) {
-    for (int64_t k = 0; k < cv.last_taps; ++k) {
-      NDOPS_UNROLL
-      for (int v = 0; v < V; ++v) {
-        masks[k][v] = window_mask(w0 + cv.tap_offsets[k] + v * kLanes, cv.in_width);
-      }
-    }
-  }
-  __m256 acc[CT][RT][V];
-  NDOPS_UNROLL
-  for (int ct = 0; ct < CT; ++ct) {
-    const __m256 start = _mm256_set1_ps(t.bias == nullptr ? 0.0f : t.bias[c0 + ct]);
-    NDOPS_UNROLL
-    for (int rt = 0; rt < RT; ++rt) {
-      NDOPS_UNROLL
-      for (int v = 0; v < V; ++v) acc[ct][rt][v] = start;
-    }
-  }
-  const int64_t weight_stride = cv.row_taps * cv.last_taps;  // between output channels
-  for (int64_t r = 0; r < cv.row_taps; ++r) {
-    const float* rows[RT];
-    bool any = false;
-    NDOPS_UNROLL
-    for (int rt = 0; rt < RT; ++rt) {
-      rows[rt] = cv.src[r * cv.out_rows + h0 + rt];
-      any = any || rows[rt] != nullptr;
-      if (rows[rt] == nullptr) rows[rt] = cv.zeros;
-    }
-    if (!any) continue;
-    const float* w = t.weight + c0 * weight_stride + r * cv.last_taps;
-    NDOPS_UNROLL
-    for (int rt = 0; rt < RT; ++rt) rows[rt] += w0;
-    for (int64_t k = 0; k < cv.last_taps; ++k) {
-      const int64_t offset = cv.tap_offsets[k];
-      NDOPS_UNROLL
-      for (int rt = 0; rt < RT; ++rt) {
-        __m256 x[V];
-        NDOPS_UNROLL
-        for (int v = 0; v < V; ++v) {
-          x[v] = kMasked ? _mm256_maskload_ps(rows[rt] + offset + v * kLanes, masks[k][v])
-                         : _mm256_loadu_ps(rows[rt] + offset + v * kLanes);
-        }
-        NDOPS_UNROLL
-        for (int ct = 0; ct < CT; ++ct) {
-          const __m256 wv = _mm256_broadcast_ss(w + ct * weight_stride + k);
-          NDOPS_UNROLL
-          for (int v = 0; v < V; ++v) acc[ct][rt][v] = _mm256_fmadd_ps(wv, x[v], acc[ct][rt][v]);
-        }
-      }
-    }
-  }
-  NDOPS_UNROLL
-  for (int ct = 0; ct < CT; ++ct) {
-    NDOPS_UNROLL
-    for (int rt = 0; rt < RT; ++rt) {
-      float* dst = t.out + (c0 + ct) * t.channel_stride + (h0 + rt) * t.row_stride + w0;
-      NDOPS_UNROLL
-      for (int v = 0; v < V; ++v) {
-        if (valid >= (v + 1) * kLanes) {
-          _mm256_storeu_ps(dst + v * kLanes, acc[ct][rt][v]);
-        } else {
-          _mm256_maskstore_ps(dst + v * kLanes, lane_mask(valid - v * kLanes), acc[ct][rt][v]);
-        }
-      }
-    }
-  }
-}
-
-// forward_tile where the row dim has stride 1, dilation 1 and KH taps: row tap (q, kh) of
-// output row h reads the source row of (q, 0) at row h + kh, so the RT + KH - 1 rows of a tile
-// are loaded once per last-dim tap and each feeds every (output row, kh) pair that reads it.
+// KH > 1 where the row dim has stride 1, dilation 1 and KH taps: row tap (q, kh) of output row
+// h reads the source row of (q, 0) at row h + kh, so the RT + KH - 1 rows of a tile are loaded
+// once per last-dim tap and each feeds every (output row, kh) pair that reads it. KH = 1 is the
+// general case: every row tap on its own.
 template <int CT, int RT, int V, int KH, bool kMasked>
-void forward_tile_shared_rows(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0,
-                              int64_t valid) {
+void forward_tile(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0, int64_t valid) {
   const RowConv& cv = *t.conv;
   constexpr int kRows = RT + KH - 1;
   __m256i masks[kMasked ? kMaxMaskedTaps : 1][V];
@@ -233,11 +148,13 @@ void forward_rows_of(const ForwardTile& t, int64_t c0, int64_t w0, int64_t valid
   int64_t h = 0;
   if (kRows > 1 && t.conv->shared_rows_kernel == 3) {
     for (; h + kRows <= rows; h += kRows) {
-      forward_tile_shared_rows<CT, kRows, V, 3, kMasked>(t, c0, h, w0, valid);
+      forward_tile<CT, kRows, V, 3, kMasked>(t, c0, h, w0, valid);
     }
   }
-  for (; h + kRows <= rows; h += kRows) forward_tile<CT, kRows, V, kMasked>(t, c0, h, w0, valid);
-  for (; h < rows; ++h) forward_tile<CT, 1, V, kMasked>(t, c0, h, w0, valid);
+  for (; h + kRows <= rows; h += kRows) {
+    forward_tile<CT, kRows, V, 1, kMasked>(t, c0, h, w0, valid);
+  }
+  for (; h < rows; ++h) forward_tile<CT, 1, V, 1, kMasked>(t, c0, h, w0, valid);
 }
 
 // Every row of channels [c0, c0 + CT) and positions [w0, w0 + valid).
@@ -391,12 +308,7 @@ void row_conv_weight_grad_avx2(const RowConv& conv, const float* grad,
 
 }  // namespace ndops
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#undef NDOPS_UNROLL
+NDOPS_AVX2_END
 
 #else  // not x86-64: conv_direct.cpp never calls these (direct_conv_supported() is false)
 

@@ -1,6 +1,6 @@
 // AVX2 + FMA weight gradient of the gathered conv's native (inner) conv on its channels-last
 // buffers (declared in csrc/cpu/conv_direct_kernels.h; launcher: csrc/cpu/conv_weight_grad.cpp).
-// Built for AVX2 alone, with no header holding inline code, as conv_direct_avx2.cpp.
+// Built for AVX2 from cpu/conv_avx2.h on, as conv_direct_avx2.cpp.
 //
 // Register tile: CT output channels x V (<= 3) vectors of 8 input channels (12 accumulators)
 // of one kernel tap, summed over every output position of a block of output rows; per position
@@ -14,25 +14,11 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
-#include <immintrin.h>
-
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-
-// Loops over a tile's registers must be unrolled completely, or GCC keeps the accumulators in
-// memory (a load and a store around every FMA).
-#define NDOPS_UNROLL _Pragma("GCC unroll 16")
+#include "cpu/conv_avx2.h"  // last: AVX2 + FMA from here to NDOPS_AVX2_END
 
 namespace ndops {
 namespace {
 
-constexpr int64_t kLanes = 8;
-
-int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
 int64_t max_of(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // The output positions o of a dim with 0 <= o * stride + offset < size: [*lo, *hi).
@@ -167,12 +153,7 @@ void channels_last_weight_grad_avx2(const ChannelsLastConv& conv, int64_t row_be
 
 }  // namespace ndops
 
-#undef NDOPS_UNROLL
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+NDOPS_AVX2_END
 
 #else  // not x86-64: conv_weight_grad.cpp never calls this (its rule requires AVX2)
 

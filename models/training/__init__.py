@@ -3,7 +3,7 @@ from .checkpoint import (build_model, describe_model, load_checkpoint, load_mode
                          preserved_rng, seed_everything)
 from .diffusion import DiffusionTask, sample_from_checkpoint, save_sample_grid
 from .ema import EMA
-from .metrics import MetricTotals, accuracy, dice, iou, psnr
+from .metrics import MetricTotals, accuracy, denoising_psnr, dice, iou, psnr
 from .settings import TrainerConfig
 from .tasks import (ClassificationTask, RegressionTask, SegmentationTask, SupervisedTask, Task,
                     split_batch)
@@ -11,6 +11,6 @@ from .trainer import Trainer
 
 __all__ = ["Trainer", "TrainerConfig", "Task", "SupervisedTask", "ClassificationTask",
            "SegmentationTask", "RegressionTask", "DiffusionTask", "EMA", "MetricTotals",
-           "accuracy", "dice", "iou", "psnr", "split_batch", "load_checkpoint", "load_model",
-           "build_model", "describe_model", "seed_everything", "preserved_rng",
+           "accuracy", "dice", "iou", "psnr", "denoising_psnr", "split_batch", "load_checkpoint",
+           "load_model", "build_model", "describe_model", "seed_everything", "preserved_rng",
            "sample_from_checkpoint", "save_sample_grid"]

@@ -84,6 +84,17 @@ def psnr(prediction, target, data_range=1.0):
     return values.sum(), prediction.shape[0]
 
 
+def denoising_psnr(denoise, noisy, clean, data_range=1.0):
+    """How much ``denoise`` improves ``noisy`` (B, C, *spatial) toward ``clean``: the mean
+    per-sample :func:`psnr` in dB of ``noisy`` and of ``denoise(noisy)`` against ``clean``,
+    as ``(noisy_db, denoised_db)`` floats. ``denoise`` maps the batch to outputs of its shape
+    (for example ``Trainer.predict``)."""
+    denoised = denoise(noisy)
+    before, count = psnr(noisy, clean, data_range)
+    after, _ = psnr(denoised, clean, data_range)
+    return before.item() / count, after.item() / count
+
+
 METRICS = {"accuracy": accuracy, "dice": dice, "iou": iou, "psnr": psnr}
 
 

@@ -14,6 +14,39 @@ def output_shape(input, weight, stride, padding, dilation):
     return [input.shape[0], weight.shape[0], *sizes]
 
 
+def double_backward_terms(forward, backward, grad, input, weight, grad_grads, needs):
+    """The double backward of a conv-like backward (bilinear: grad_input in (grad, weight),
+    grad_weight in (grad, input), grad_bias linear in grad), each term the conv or its backward
+    with one argument swapped. ``forward(x, w)`` and ``backward(grad, x, w, output_mask)`` are
+    the op and its backward with the geometry bound; ``grad_grads`` the gradients of
+    (grad_input, grad_weight, grad_bias); ``needs`` says which of (grad, input, weight) want a
+    gradient. Returns (d_grad, d_input, d_weight), None where not needed."""
+    grad_input_grad, grad_weight_grad, grad_bias_grad = grad_grads
+    need_grad, need_input, need_weight = needs
+    d_grad = d_input = d_weight = None
+    if need_grad:
+        d_grad = torch.zeros_like(grad)
+        if grad_input_grad is not None:
+            d_grad += forward(grad_input_grad, weight)
+        if grad_weight_grad is not None:
+            d_grad += forward(input, grad_weight_grad)
+        if grad_bias_grad is not None:
+            d_grad += grad_bias_grad.reshape(1, -1, *[1] * (grad.dim() - 2))
+    if need_input and grad_weight_grad is not None:
+        d_input = backward(grad, input, grad_weight_grad, [True, False, False])[0]
+    if need_weight and grad_input_grad is not None:
+        d_weight = backward(grad, grad_input_grad, weight, [False, True, False])[1]
+    return d_grad, d_input, d_weight
+
+
+def conv_double_backward_terms(grad, input, weight, grad_grads, needs, geometry, mode):
+    """``double_backward_terms`` of conv_nd; ``geometry``: (stride, padding, dilation, groups)."""
+    return double_backward_terms(
+        lambda x, w: torch.ops.ndops.conv_nd(x, w, None, *geometry, mode),
+        lambda g, x, w, mask: torch.ops.ndops._conv_nd_backward(g, x, w, *geometry, mask, mode),
+        grad, input, weight, grad_grads, needs)
+
+
 def register():
     """Attach the fake kernels and autograd of every conv op."""
     _register_conv()
@@ -57,30 +90,11 @@ def _register_conv():
         ctx.geometry = geometry[:4]  # stride, padding, dilation, groups
         ctx.padding_mode = geometry[5] if len(geometry) > 5 else "zeros"
 
-    def conv_backward_backward(ctx, grad_input_grad, grad_weight_grad, grad_bias_grad):
-        # The gradients are bilinear: grad_input in (grad_output, weight), grad_weight in
-        # (grad_output, input), grad_bias linear in grad_output. Each term of the double
-        # backward is therefore a conv or a conv backward with one argument swapped.
+    def conv_backward_backward(ctx, *grad_grads):
         grad_output, input, weight = ctx.saved_tensors
-        geometry, mode, needs = ctx.geometry, ctx.padding_mode, ctx.needs_input_grad
-        d_grad_output = d_input = d_weight = None
-        if needs[0]:
-            d_grad_output = torch.zeros_like(grad_output)
-            if grad_input_grad is not None:
-                d_grad_output += torch.ops.ndops.conv_nd(grad_input_grad, weight, None,
-                                                         *geometry, mode)
-            if grad_weight_grad is not None:
-                d_grad_output += torch.ops.ndops.conv_nd(input, grad_weight_grad, None,
-                                                         *geometry, mode)
-            if grad_bias_grad is not None:
-                d_grad_output += grad_bias_grad.reshape(1, -1, *[1] * (grad_output.dim() - 2))
-        if needs[1] and grad_weight_grad is not None:
-            d_input = torch.ops.ndops._conv_nd_backward(
-                grad_output, input, grad_weight_grad, *geometry, [True, False, False], mode)[0]
-        if needs[2] and grad_input_grad is not None:
-            d_weight = torch.ops.ndops._conv_nd_backward(
-                grad_output, grad_input_grad, weight, *geometry, [False, True, False], mode)[1]
-        return d_grad_output, d_input, d_weight, None, None, None, None, None, None
+        return (*conv_double_backward_terms(grad_output, input, weight, grad_grads,
+                                            ctx.needs_input_grad[:3], ctx.geometry,
+                                            ctx.padding_mode), *[None] * 6)
 
     torch.library.register_autograd("ndops::conv_nd", conv_backward, setup_context=setup_conv)
     torch.library.register_autograd("ndops::_conv_nd_backward", conv_backward_backward,
@@ -127,30 +141,13 @@ def _register_transpose():
         ctx.save_for_backward(grad_output, input, weight)
         ctx.geometry = geometry
 
-    def transpose_double_backward(ctx, grad_input_grad, grad_weight_grad, grad_bias_grad):
-        # As for conv_nd: each term is the transposed conv or its backward, one argument
-        # swapped (grad_input is a conv of grad_output, grad_weight bilinear in both).
+    def transpose_double_backward(ctx, *grad_grads):
         grad_output, input, weight = ctx.saved_tensors
-        geometry, needs = ctx.geometry, ctx.needs_input_grad
         backward = torch.ops.ndops._conv_transpose_nd_backward
-        d_grad_output = d_input = d_weight = None
-        if needs[0]:
-            d_grad_output = torch.zeros_like(grad_output)
-            if grad_input_grad is not None:
-                d_grad_output += torch.ops.ndops.conv_transpose_nd(grad_input_grad, weight, None,
-                                                                   *geometry)
-            if grad_weight_grad is not None:
-                d_grad_output += torch.ops.ndops.conv_transpose_nd(input, grad_weight_grad,
-                                                                   None, *geometry)
-            if grad_bias_grad is not None:
-                d_grad_output += grad_bias_grad.reshape(1, -1, *[1] * (grad_output.dim() - 2))
-        if needs[1] and grad_weight_grad is not None:
-            d_input = backward(grad_output, input, grad_weight_grad, *geometry,
-                               [True, False, False])[0]
-        if needs[2] and grad_input_grad is not None:
-            d_weight = backward(grad_output, grad_input_grad, weight, *geometry,
-                                [False, True, False])[1]
-        return d_grad_output, d_input, d_weight, None, None, None, None, None, None
+        return (*double_backward_terms(
+            lambda x, w: torch.ops.ndops.conv_transpose_nd(x, w, None, *ctx.geometry),
+            lambda g, x, w, mask: backward(g, x, w, *ctx.geometry, mask),
+            grad_output, input, weight, grad_grads, ctx.needs_input_grad[:3]), *[None] * 6)
 
     torch.library.register_autograd("ndops::conv_transpose_nd", transpose_backward,
                                     setup_context=setup_transpose)

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from .conv import output_shape
+from .conv import conv_double_backward_terms, output_shape
 
 
 def _keeps_pre_activation(activation, negative_slope):
@@ -97,29 +97,17 @@ def register():
         # The backward is conv_backward(gz) with gz = grad_output * act'(z): bilinear in
         # (gz, weight) and (gz, input) as for conv_nd, and gz depends on z through act''.
         grad_output, out, pre_activation, input, weight = ctx.saved_tensors
-        geometry, mode, needs = ctx.geometry, ctx.padding_mode, ctx.needs_input_grad
+        needs = ctx.needs_input_grad
         z = pre_activation if pre_activation.numel() else out
         first, second = _activation_derivatives(*ctx.activation, z)
         grad_z = grad_output * first
-        dual = None  # d <grads of grads, backward> / d grad_z
-        if grad_input_grad is not None:
-            dual = torch.ops.ndops.conv_nd(grad_input_grad, weight, None, *geometry, mode)
-        if grad_weight_grad is not None:
-            term = torch.ops.ndops.conv_nd(input, grad_weight_grad, None, *geometry, mode)
-            dual = term if dual is None else dual + term
-        if grad_bias_grad is not None:
-            term = grad_bias_grad.reshape(1, -1, *[1] * (grad_output.dim() - 2))
-            dual = term if dual is None else dual + term
-        d_grad_output = dual * first if needs[0] and dual is not None else None
-        d_pre = (grad_output * dual * second if needs[2] and dual is not None
-                 and second is not None and pre_activation.numel() else None)
-        d_input = d_weight = None
-        if needs[3] and grad_weight_grad is not None:
-            d_input = torch.ops.ndops._conv_nd_backward(
-                grad_z, input, grad_weight_grad, *geometry, [True, False, False], mode)[0]
-        if needs[4] and grad_input_grad is not None:
-            d_weight = torch.ops.ndops._conv_nd_backward(
-                grad_z, grad_input_grad, weight, *geometry, [False, True, False], mode)[1]
+        # dual: d <grads of grads, backward> / d grad_z
+        dual, d_input, d_weight = conv_double_backward_terms(
+            grad_z, input, weight, (grad_input_grad, grad_weight_grad, grad_bias_grad),
+            (needs[0] or needs[2], needs[3], needs[4]), ctx.geometry, ctx.padding_mode)
+        d_grad_output = dual * first if needs[0] else None
+        d_pre = (grad_output * dual * second if needs[2] and second is not None
+                 and pre_activation.numel() else None)
         return (d_grad_output, None, d_pre, d_input, d_weight, *[None] * 8)
 
     torch.library.register_autograd("ndops::conv_bias_act_nd", forward_backward,

@@ -103,26 +103,18 @@ def _register_max_autograd(ops):
         setup_context=setup_max)
 
     def setup_scatter(ctx, inputs, output):
-        _grad_output, indices, _input_size = inputs
+        _values, indices, _size = inputs
         ctx.save_for_backward(indices)
 
     def scatter_backward(ctx, grad):
         (indices,) = ctx.saved_tensors
         return ops._max_unpool_nd_backward(grad, indices), None, None
 
-    torch.library.register_autograd("ndops::_max_pool_nd_backward", scatter_backward,
-                                    setup_context=setup_scatter)
-
-    def setup_unpool(ctx, inputs, output):
-        _input, indices, _output_size = inputs
-        ctx.save_for_backward(indices)
-
-    def unpool_backward(ctx, grad):
-        (indices,) = ctx.saved_tensors
-        return ops._max_unpool_nd_backward(grad, indices), None, None
-
-    torch.library.register_autograd("ndops::max_unpool_nd", unpool_backward,
-                                    setup_context=setup_unpool)
+    # Both scatter their first input to the flat positions in indices (the max-pool backward
+    # into the input plane, max_unpool into the output): the backward of each is the gather.
+    for scatter in ("_max_pool_nd_backward", "max_unpool_nd"):
+        torch.library.register_autograd(f"ndops::{scatter}", scatter_backward,
+                                        setup_context=setup_scatter)
 
     def setup_gather(ctx, inputs, output):
         grad_output, indices = inputs

@@ -24,9 +24,7 @@ def _check_parameters(op, input, channels, **params):
         if tuple(t.shape) != (channels,):
             raise ValueError(f"ndops.{op}: {name} must have shape (C,) = ({channels},) for the "
                              f"input's C={channels} channels (dim 1), got {tuple(t.shape)}")
-        if t.device != input.device:
-            raise RuntimeError(f"ndops.{op}: {name} is on {t.device} but input is on "
-                               f"{input.device}; move them to the same device")
+        _args.check_same_device(op, "input", input, **{name: t})
     dtypes = {t.dtype for t in given.values()}
     allowed = {input.dtype}
     if input.dtype in _REDUCED_PRECISION:

@@ -209,9 +209,7 @@ def max_unpool_nd(input, indices, kernel_size, stride=None, padding=0, output_si
     if not isinstance(indices, torch.Tensor) or indices.dtype != torch.int64:
         got = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
         raise RuntimeError(f"ndops.{op}: indices must be an int64 tensor, got {got}")
-    if indices.device != input.device:
-        raise RuntimeError(f"ndops.{op}: indices is on {indices.device} but input is on "
-                           f"{input.device}; move them to the same device")
+    _args.check_same_device(op, "input", input, indices=indices)
     if indices.shape != input.shape:
         raise ValueError(f"ndops.{op}: indices must have the shape of input "
                          f"{tuple(input.shape)}, got {tuple(indices.shape)}")

@@ -18,6 +18,16 @@ def _with_spatial_dims(text, spatial_dims):
     return text if spatial_dims is None else f"{text}, spatial_dims={spatial_dims}"
 
 
+def _set_window(module, name, kernel_size, stride, padding, spatial_dims, **per_dim):
+    """Sets ``module``'s spatial_dims (from ``spatial_dims`` and every per-dim argument given as
+    a tuple), kernel_size, stride (default: kernel_size) and padding."""
+    lengths = tuple_lengths(kernel_size=kernel_size, stride=stride, padding=padding, **per_dim)
+    module.spatial_dims = resolve_spatial_dims(name, spatial_dims, lengths, required=False)
+    module.kernel_size = kernel_size
+    module.stride = stride if stride is not None else kernel_size
+    module.padding = padding
+
+
 class MaxPoolNd(nn.Module):
     """``nn.MaxPool2d`` for N spatial dims: input (B, C, *spatial) or (C, *spatial).
 
@@ -29,13 +39,8 @@ class MaxPoolNd(nn.Module):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
                  ceil_mode=False, *, spatial_dims=None):
         super().__init__()
-        lengths = tuple_lengths(kernel_size=kernel_size, stride=stride, padding=padding,
-                                dilation=dilation)
-        self.spatial_dims = resolve_spatial_dims("MaxPoolNd", spatial_dims, lengths,
-                                                 required=False)
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
+        _set_window(self, "MaxPoolNd", kernel_size, stride, padding, spatial_dims,
+                    dilation=dilation)
         self.dilation = dilation
         self.return_indices = return_indices
         self.ceil_mode = ceil_mode
@@ -62,12 +67,7 @@ class AvgPoolNd(nn.Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None, *, spatial_dims=None):
         super().__init__()
-        lengths = tuple_lengths(kernel_size=kernel_size, stride=stride, padding=padding)
-        self.spatial_dims = resolve_spatial_dims("AvgPoolNd", spatial_dims, lengths,
-                                                 required=False)
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
+        _set_window(self, "AvgPoolNd", kernel_size, stride, padding, spatial_dims)
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
         self.divisor_override = divisor_override
@@ -132,17 +132,11 @@ class MaxUnpoolNd(nn.Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, *, spatial_dims=None):
         super().__init__()
-        lengths = tuple_lengths(kernel_size=kernel_size, stride=stride, padding=padding)
-        n = resolve_spatial_dims("MaxUnpoolNd", spatial_dims, lengths, required=False)
-        self.spatial_dims = n
-        stride = stride if stride is not None else kernel_size
-        if n is not None:
-            kernel_size = as_tuple("nn.MaxUnpoolNd", "kernel_size", kernel_size, n)
-            stride = as_tuple("nn.MaxUnpoolNd", "stride", stride, n)
-            padding = as_tuple("nn.MaxUnpoolNd", "padding", padding, n)
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = padding
+        _set_window(self, "MaxUnpoolNd", kernel_size, stride, padding, spatial_dims)
+        if self.spatial_dims is not None:
+            for name in ("kernel_size", "stride", "padding"):
+                setattr(self, name, as_tuple("nn.MaxUnpoolNd", name, getattr(self, name),
+                                             self.spatial_dims))
 
     def forward(self, input, indices, output_size=None):
         return functional.max_unpool_nd(input, indices, self.kernel_size, self.stride,
