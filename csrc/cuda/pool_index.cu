@@ -17,7 +17,6 @@
 #include <torch/library.h>
 
 #include <type_traits>
-#include <vector>
 
 #include "common/pool_shape.h"
 #include "cuda/launch.cuh"
@@ -25,12 +24,6 @@
 namespace ndops {
 namespace cuda {
 namespace {
-
-int64_t spatial_numel(c10::IntArrayRef sizes) {
-  int64_t n = 1;
-  for (size_t d = 2; d < sizes.size(); ++d) n *= sizes[d];
-  return n;
-}
 
 template <int kBytes>
 struct alignas(kBytes) Element {
@@ -119,11 +112,7 @@ void dispatch_element_size(const at::Tensor& t, const Body& body) {
 at::Tensor max_pool_nd_backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices,
                                      c10::IntArrayRef input_size) {
   const char* op = "ndops::_max_pool_nd_backward";
-  pool_spatial_dims(op, input_size);
-  TORCH_CHECK(grad_output.dim() == static_cast<int64_t>(input_size.size()) &&
-                  grad_output.size(0) == input_size[0] && grad_output.size(1) == input_size[1],
-              op, ": grad_output of shape ", grad_output.sizes(), " does not match input_size ",
-              input_size);
+  check_pool_grad_output(op, grad_output, input_size);
   check_indices(op, indices, grad_output.sizes());
   const c10::cuda::CUDAGuard guard(grad_output.device());
   at::Tensor grad_input = at::empty(input_size, grad_output.options());
@@ -158,12 +147,9 @@ at::Tensor max_pool_nd_backward_cuda(const at::Tensor& grad_output, const at::Te
 at::Tensor max_unpool_nd_cuda(const at::Tensor& input, const at::Tensor& indices,
                               c10::IntArrayRef output_size) {
   const char* op = "ndops::max_unpool_nd";
-  const int n = pool_spatial_dims(op, input.sizes());
-  check_per_dim(op, "output_size", output_size, n, 0);
-  check_indices(op, indices, input.sizes());
   const c10::cuda::CUDAGuard guard(input.device());
+  at::Tensor out = empty_max_unpool_output(op, input, indices, output_size);
   check_unpool_dtype(op, input);
-  at::Tensor out = at::empty(with_spatial(input.sizes(), output_size), input.options());
   if (input.size(0) * input.size(1) == 0) return out;
   const at::Tensor values = input.contiguous(), index = indices.contiguous();
   at::Tensor winner = at::empty(out.sizes(), out.options().dtype(at::kLong)).fill_(-1);
@@ -191,16 +177,9 @@ at::Tensor max_unpool_nd_cuda(const at::Tensor& input, const at::Tensor& indices
 
 at::Tensor max_unpool_nd_backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices) {
   const char* op = "ndops::_max_unpool_nd_backward";
-  pool_spatial_dims(op, grad_output.sizes());
-  TORCH_CHECK(indices.dim() == grad_output.dim() && indices.size(0) == grad_output.size(0) &&
-                  indices.size(1) == grad_output.size(1),
-              op, ": indices of shape ", indices.sizes(), " do not match grad_output of shape ",
-              grad_output.sizes());
-  TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": indices must be an int64 tensor, got ",
-              indices.scalar_type());
-  check_unpool_dtype(op, grad_output);
   const c10::cuda::CUDAGuard guard(grad_output.device());
-  at::Tensor result = at::empty(indices.sizes(), grad_output.options());
+  at::Tensor result = empty_max_unpool_grad(op, grad_output, indices);
+  check_unpool_dtype(op, grad_output);
   if (result.numel() == 0) return result;
   const at::Tensor grad = grad_output.contiguous(), index = indices.contiguous();
   const at::Tensor error = error_flag(grad.device());
