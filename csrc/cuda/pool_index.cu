@@ -30,18 +30,27 @@ struct alignas(kBytes) Element {
   unsigned char bytes[kBytes];
 };
 
+// The flat position that element i of the index tensor (planes of `index_plane` elements)
+// names in the other tensor (planes of `other_plane`), or -1, setting `error`, when its index
+// is out of range.
+__device__ inline int64_t indexed_position(const int64_t* index, int64_t i, int64_t index_plane,
+                                           int64_t other_plane, int32_t* error) {
+  const int64_t j = index[i];
+  if (j < 0 || j >= other_plane) {
+    *error = 1;
+    return -1;
+  }
+  return (i / index_plane) * other_plane + j;
+}
+
 template <typename scalar_t, typename acc_t>
 __global__ void scatter_add_kernel(const scalar_t* __restrict__ grad,
                                    const int64_t* __restrict__ index, acc_t* __restrict__ target,
                                    int64_t total, int64_t source_plane, int64_t target_plane,
                                    int32_t* __restrict__ error) {
   NDOPS_GRID_STRIDE_LOOP(i, total) {
-    const int64_t j = index[i];
-    if (j < 0 || j >= target_plane) {
-      *error = 1;
-      continue;
-    }
-    atomicAdd(target + (i / source_plane) * target_plane + j, static_cast<acc_t>(grad[i]));
+    const int64_t t = indexed_position(index, i, source_plane, target_plane, error);
+    if (t >= 0) atomicAdd(target + t, static_cast<acc_t>(grad[i]));
   }
 }
 
@@ -51,12 +60,8 @@ __global__ void unpool_winner_kernel(const int64_t* __restrict__ index,
                                      int64_t source_plane, int64_t target_plane,
                                      int32_t* __restrict__ error) {
   NDOPS_GRID_STRIDE_LOOP(i, total) {
-    const int64_t j = index[i];
-    if (j < 0 || j >= target_plane) {
-      *error = 1;
-      continue;
-    }
-    atomicMax(winner + (i / source_plane) * target_plane + j, static_cast<long long>(i));
+    const int64_t t = indexed_position(index, i, source_plane, target_plane, error);
+    if (t >= 0) atomicMax(winner + t, static_cast<long long>(i));
   }
 }
 
@@ -79,13 +84,9 @@ __global__ void gather_kernel(const element_t* __restrict__ grad,
                               int64_t total, int64_t result_plane, int64_t grad_plane,
                               int32_t* __restrict__ error) {
   NDOPS_GRID_STRIDE_LOOP(i, total) {
-    const int64_t j = index[i];
+    const int64_t t = indexed_position(index, i, result_plane, grad_plane, error);
     element_t value{};
-    if (j < 0 || j >= grad_plane) {
-      *error = 1;
-    } else {
-      value = grad[(i / result_plane) * grad_plane + j];
-    }
+    if (t >= 0) value = grad[t];
     result[i] = value;
   }
 }
