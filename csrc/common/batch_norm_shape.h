@@ -1,15 +1,19 @@
 // Host side of batch_norm_act_nd, shared by the CPU and CUDA launchers: the activation name,
-// the compile-time activation dispatch and the argument checks (the Python wrapper checks the
-// same rules first, with friendlier messages; these are the second line of defence).
+// the compile-time activation dispatch, the argument checks (the Python wrapper checks the
+// same rules first, with friendlier messages; these are the second line of defence) and the
+// per-channel outputs.
 #pragma once
 
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 
 #include "common/activation.h"
@@ -98,6 +102,49 @@ inline void check_batch_norm_backward(const at::Tensor& grad_output, const at::T
   check_per_channel(save_invstd, "save_invstd", channels, kOp);
   TORCH_CHECK(save_mean.scalar_type() == acc_type && save_invstd.scalar_type() == acc_type,
               "ndops::", kOp, ": save_mean and save_invstd must have dtype ", acc_type);
+}
+
+using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// The forward's per-channel outputs: save_mean and save_invstd, (C,) in the opmath dtype and
+// uninitialized; the running statistics after the call, copies of the given ones (training
+// writes its update into them) or (0,) when there are none.
+struct ChannelStatistics {
+  at::Tensor save_mean, save_invstd, new_mean, new_var;
+
+  ForwardResult with_output(const at::Tensor& output) const {
+    return {output, save_mean, save_invstd, new_mean, new_var};
+  }
+};
+
+inline ChannelStatistics empty_channel_statistics(const at::Tensor& input,
+                                                  const std::optional<at::Tensor>& running_mean,
+                                                  const std::optional<at::Tensor>& running_var,
+                                                  bool tracked) {
+  const auto acc_options = input.options().dtype(at::toOpMathType(input.scalar_type()));
+  const int64_t channels = input.size(1);
+  return {at::empty({channels}, acc_options), at::empty({channels}, acc_options),
+          tracked ? running_mean->contiguous().clone() : at::empty({0}, acc_options),
+          tracked ? running_var->contiguous().clone() : at::empty({0}, acc_options)};
+}
+
+// The backward's grad_weight and grad_bias: (C,) zeros in the opmath dtype to accumulate into,
+// returned in the dtypes of weight and bias (the opmath dtype for one not given).
+struct ChannelGrads {
+  at::Tensor weight, bias;
+
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> with_grad_input(
+      const at::Tensor& grad_input, const std::optional<at::Tensor>& given_weight,
+      const std::optional<at::Tensor>& given_bias) const {
+    return {grad_input,
+            weight.to(given(given_weight) ? given_weight->scalar_type() : weight.scalar_type()),
+            bias.to(given(given_bias) ? given_bias->scalar_type() : bias.scalar_type())};
+  }
+};
+
+inline ChannelGrads zero_channel_grads(const at::Tensor& input) {
+  const auto acc_options = input.options().dtype(at::toOpMathType(input.scalar_type()));
+  return {at::zeros({input.size(1)}, acc_options), at::zeros({input.size(1)}, acc_options)};
 }
 
 }  // namespace bn

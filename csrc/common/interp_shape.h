@@ -1,5 +1,6 @@
 // Host side of interpolate_nd, shared by the CPU and CUDA launchers: the mode string, the
-// per-dim geometry of a call and the checks that make common/interp.h's maps valid. The Python
+// per-dim geometry of a call, the checks that make common/interp.h's maps valid, and the
+// launchers' common path (interpolate_nd_host, interpolate_nd_backward_host). The Python
 // wrapper (ndops/functional/interpolate.py) checks the same rules first, with friendlier
 // messages; these are the second line of defence for direct torch.ops calls.
 #pragma once
@@ -8,6 +9,7 @@
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -97,6 +99,64 @@ inline std::vector<int64_t> interp_with_channels(c10::IntArrayRef sizes, int64_t
   std::vector<int64_t> out(sizes.begin(), sizes.end());
   out.push_back(channels);
   return out;
+}
+
+// interpolate_nd on either device (each registers interpolate_nd_host<its resample>): the
+// checks, then resample(in, geometry) -> output on the contiguous input, or, for a
+// channels-last input, on its contiguous (B, *spatial, C) form with C an extra, unchanged last
+// dim (the result moved back, channels-last too).
+template <auto resample>
+at::Tensor interpolate_nd_host(const at::Tensor& input, c10::IntArrayRef output_size,
+                               std::optional<c10::ArrayRef<double>> scales,
+                               std::string_view mode, bool align_corners, bool antialias) {
+  TORCH_CHECK(!antialias, "ndops::interpolate_nd: antialias=True has no compiled kernel; ",
+              "ndops.interpolate_nd runs its fallback for it");
+  const InterpMode interp_mode = parse_interp_mode(mode);
+  std::vector<double> scale = interp_scale_list(scales);
+  const InterpGeometry g = interp_geometry(input.sizes(), output_size, scale, interp_mode,
+                                           align_corners);
+  check_interp_dtype(input, interp_mode != InterpMode::kLinear, "interpolate_nd", "input");
+  if (!interp_channels_last(input, g.ndim)) return resample(input.contiguous(), g);
+  const at::Tensor moved = input.movedim(1, -1);  // (B, *spatial, C), contiguous
+  if (!scale.empty()) scale.push_back(-1.0);
+  const std::vector<int64_t> sizes = interp_with_channels(output_size, input.size(1));
+  return resample(moved, interp_geometry(moved.sizes(), sizes, scale, interp_mode,
+                                         align_corners))
+      .movedim(-1, 1);
+}
+
+// _interpolate_nd_backward on either device (registered likewise): the checks (grad_output
+// must have the shape interpolating input_size gives), then
+// resample_backward(grad, input_size, geometry) -> grad_input as interpolate_nd_host runs the
+// forward (a channels-last grad_output gives a channels-last grad_input).
+template <auto resample_backward>
+at::Tensor interpolate_nd_backward_host(const at::Tensor& grad_output,
+                                        c10::IntArrayRef output_size,
+                                        c10::IntArrayRef input_size,
+                                        std::optional<c10::ArrayRef<double>> scales,
+                                        std::string_view mode, bool align_corners) {
+  const InterpMode interp_mode = parse_interp_mode(mode);
+  std::vector<double> scale = interp_scale_list(scales);
+  const InterpGeometry g = interp_geometry(input_size, output_size, scale, interp_mode,
+                                           align_corners);
+  const std::vector<int64_t> expected = interp_output_sizes(input_size, g);
+  TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(expected), "ndops::",
+              "_interpolate_nd_backward: grad_output has shape ", grad_output.sizes(),
+              " but interpolating input_size ", input_size, " to output_size ", output_size,
+              " gives ", c10::IntArrayRef(expected));
+  check_interp_dtype(grad_output, false, "_interpolate_nd_backward", "grad_output");
+  if (!interp_channels_last(grad_output, g.ndim)) {
+    return resample_backward(grad_output.contiguous(), input_size, g);
+  }
+  const at::Tensor moved = grad_output.movedim(1, -1);
+  std::vector<int64_t> moved_input(input_size.begin(), input_size.end());
+  std::rotate(moved_input.begin() + 1, moved_input.begin() + 2, moved_input.end());
+  if (!scale.empty()) scale.push_back(-1.0);
+  const std::vector<int64_t> sizes = interp_with_channels(output_size, input_size[1]);
+  return resample_backward(moved, moved_input,
+                           interp_geometry(moved_input, sizes, scale, interp_mode,
+                                           align_corners))
+      .movedim(-1, 1);
 }
 
 // The taps of every output coordinate of dim d. T: the type torch computes source

@@ -1,9 +1,13 @@
 // Host side of pad_nd, shared by the CPU and CUDA launchers: the mode string, the pad list in
-// torch's layout turned into per-dim geometry, and the checks that make pad_index.h's maps
-// valid. The Python wrapper (ndops/functional/pad.py) checks the same rules first, with
-// friendlier messages; these are the second line of defence for direct torch.ops calls.
+// torch's layout turned into per-dim geometry, the checks that make pad_index.h's maps valid,
+// the fill value and the output. The Python wrapper (ndops/functional/pad.py) checks the same
+// rules first, with friendlier messages; these are the second line of defence for direct
+// torch.ops calls.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/core/Scalar.h>
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
@@ -121,6 +125,30 @@ inline std::vector<int64_t> padded_sizes(c10::IntArrayRef input_sizes, const Pad
   std::vector<int64_t> sizes(input_sizes.begin(), input_sizes.end() - g.ndim);
   sizes.insert(sizes.end(), g.out_sizes.begin(), g.out_sizes.end());
   return sizes;
+}
+
+// pad_nd's output, uninitialized.
+inline at::Tensor empty_padded(const at::Tensor& input, const PadGeometry& g) {
+  return at::empty(padded_sizes(input.sizes(), g), input.options());
+}
+
+// pad_nd's fill value in the input's dtype, converted like Tensor.fill_ (an error if the value
+// overflows the dtype); 0 for the modes that only copy.
+template <typename scalar_t>
+scalar_t pad_fill_value(PadMode mode, double value) {
+  return mode == PadMode::kConstant ? c10::Scalar(value).to<scalar_t>() : scalar_t(0);
+}
+
+// _pad_nd_backward's geometry, with grad_output checked to have the padded input_size.
+inline PadGeometry pad_backward_geometry(c10::IntArrayRef grad_output_sizes,
+                                         c10::IntArrayRef input_size, c10::IntArrayRef pad,
+                                         PadMode mode) {
+  const PadGeometry g = pad_geometry(input_size, pad, mode);
+  const std::vector<int64_t> expected = padded_sizes(input_size, g);
+  TORCH_CHECK(grad_output_sizes == c10::IntArrayRef(expected), "ndops::_pad_nd_backward: ",
+              "grad_output has shape ", grad_output_sizes, " but padding input_size ",
+              input_size, " gives ", c10::IntArrayRef(expected));
+  return g;
 }
 
 }  // namespace ndops

@@ -7,7 +7,6 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
-#include <vector>
 
 #include "common/pool_shape.h"
 #include "cpu/pool_engine.h"
@@ -47,10 +46,7 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool_nd_cpu(const at::Tensor& in
                                                             c10::IntArrayRef output_size,
                                                             bool return_indices) {
   check_adaptive_output("ndops::adaptive_max_pool_nd", input.sizes(), output_size);
-  const std::vector<int64_t> out_sizes = with_spatial(input.sizes(), output_size);
-  at::Tensor values = at::empty(out_sizes, input.options());
-  at::Tensor indices = at::empty(return_indices ? out_sizes : std::vector<int64_t>{0},
-                                 input.options().dtype(at::kLong));
+  auto [values, indices] = empty_max_pool_results(input, output_size, return_indices);
   if (values.numel() == 0) return {values, indices};
   const BoxPool pool = adaptive_pool(input.sizes(), output_size);
   box_max_forward(input, pool, values, return_indices ? &indices : nullptr);
@@ -59,14 +55,8 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool_nd_cpu(const at::Tensor& in
 
 at::Tensor adaptive_avg_pool_nd_backward_cpu(const at::Tensor& grad_output,
                                              c10::IntArrayRef input_size) {
-  const char* op = "ndops::_adaptive_avg_pool_nd_backward";
-  const int n = pool_spatial_dims(op, input_size);
-  TORCH_CHECK(grad_output.dim() == n + 2 && grad_output.size(0) == input_size[0] &&
-                  grad_output.size(1) == input_size[1],
-              op, ": grad_output of shape ", grad_output.sizes(), " does not match input_size ",
-              input_size);
-  const c10::IntArrayRef output_size = grad_output.sizes().slice(2);
-  check_adaptive_output(op, input_size, output_size);
+  const c10::IntArrayRef output_size =
+      adaptive_avg_backward_size("ndops::_adaptive_avg_pool_nd_backward", grad_output, input_size);
   at::Tensor grad_input = at::empty(input_size, grad_output.options());
   if (grad_input.numel() == 0) return grad_input;
   if (grad_output.numel() == 0) return grad_input.zero_();

@@ -184,8 +184,6 @@ std::vector<acc_t> channel_values(const std::optional<at::Tensor>& t, acc_t fill
   return values;
 }
 
-using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-
 ForwardResult batch_norm_act_nd_cpu(const at::Tensor& input,
                                     const std::optional<at::Tensor>& running_mean,
                                     const std::optional<at::Tensor>& running_var,
@@ -201,20 +199,17 @@ ForwardResult batch_norm_act_nd_cpu(const at::Tensor& input,
   const at::Tensor x = input.contiguous();
   at::Tensor output = empty_for_single_write(input.sizes(), input.options());
   const auto acc_options = input.options().dtype(at::toOpMathType(input.scalar_type()));
-  at::Tensor save_mean = at::empty({p.channels}, acc_options);
-  at::Tensor save_invstd = at::empty({p.channels}, acc_options);
-  // The running statistics after the call: updated in training, unchanged otherwise (and for
-  // an empty batch); shape (0,) when there are none.
-  at::Tensor new_mean = tracked ? running_mean->contiguous().clone() : at::empty({0}, acc_options);
-  at::Tensor new_var = tracked ? running_var->contiguous().clone() : at::empty({0}, acc_options);
+  // The running statistics stay unchanged outside training (and for an empty batch).
+  const ChannelStatistics statistics =
+      empty_channel_statistics(input, running_mean, running_var, tracked);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), kOp, [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const int64_t channels = p.channels;
     const ChannelParameters<acc_t> params{channel_values<acc_t>(weight, 1, channels),
                                           channel_values<acc_t>(bias, 0, channels),
                                           static_cast<acc_t>(negative_slope)};
-    acc_t* mean = save_mean.mutable_data_ptr<acc_t>();
-    acc_t* invstd = save_invstd.mutable_data_ptr<acc_t>();
+    acc_t* mean = statistics.save_mean.mutable_data_ptr<acc_t>();
+    acc_t* invstd = statistics.save_invstd.mutable_data_ptr<acc_t>();
     const scalar_t* in = x.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     if (!training) {
@@ -250,10 +245,10 @@ ForwardResult batch_norm_act_nd_cpu(const at::Tensor& input,
       updated_var.mutable_data_ptr<acc_t>()[c] =
           running_update(rv[c], welford_unbiased_var(stats[c]), m);
     }
-    new_mean.copy_(updated_mean);
-    new_var.copy_(updated_var);
+    statistics.new_mean.copy_(updated_mean);
+    statistics.new_var.copy_(updated_var);
   });
-  return {output, save_mean, save_invstd, new_mean, new_var};
+  return statistics.with_output(output);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_nd_backward_cpu(
@@ -266,12 +261,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_nd_backward_cpu(
   const Activation act = parse_activation(activation);
   check_batch_norm_backward(grad_output, input, weight, bias, save_mean, save_invstd);
   const Planes p(input.sizes());
-  const auto acc_type = at::toOpMathType(input.scalar_type());
   const at::Tensor x = input.contiguous(), dy = grad_output.contiguous();
   at::Tensor grad_input = empty_for_single_write(input.sizes(), input.options());
-  const auto options = input.options();
-  at::Tensor grad_weight = at::zeros({p.channels}, options.dtype(acc_type));
-  at::Tensor grad_bias = at::zeros({p.channels}, options.dtype(acc_type));
+  const ChannelGrads grads = zero_channel_grads(input);
   if (x.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), kOp, [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -287,13 +279,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_nd_backward_cpu(
             grad_input.mutable_data_ptr<scalar_t>(), p, params, mean.data(), invstd.data());
       });
       for (int64_t c = 0; c < p.channels; ++c) {
-        grad_weight.mutable_data_ptr<acc_t>()[c] = invstd[c] * sums[c].dz_centered;
-        grad_bias.mutable_data_ptr<acc_t>()[c] = sums[c].dz;
+        grads.weight.mutable_data_ptr<acc_t>()[c] = invstd[c] * sums[c].dz_centered;
+        grads.bias.mutable_data_ptr<acc_t>()[c] = sums[c].dz;
       }
     });
   }
-  return {grad_input, grad_weight.to(given(weight) ? weight->scalar_type() : acc_type),
-          grad_bias.to(given(bias) ? bias->scalar_type() : acc_type)};
+  return grads.with_grad_input(grad_input, weight, bias);
 }
 
 }  // namespace

@@ -153,16 +153,14 @@ at::Tensor pad_nd_cpu(const at::Tensor& input, c10::IntArrayRef pad, std::string
   const PadMode pad_mode = parse_pad_mode(mode);
   const PadGeometry g = pad_geometry(input.sizes(), pad, pad_mode);
   if (g.ndim == 0) return input.clone(at::MemoryFormat::Contiguous);
-  at::Tensor out = at::empty(padded_sizes(input.sizes(), g), input.options());
+  at::Tensor out = empty_padded(input, g);
   if (out.numel() == 0) return out;
   const at::Tensor in = input.contiguous();
   AT_DISPATCH_ALL_TYPES_AND_COMPLEX_AND3(
       at::kHalf, at::kBFloat16, at::kBool, in.scalar_type(), "pad_nd", [&] {
-        // Converted like Tensor.fill_ (an error if the value overflows the dtype).
-        const scalar_t fill =
-            pad_mode == PadMode::kConstant ? c10::Scalar(value).to<scalar_t>() : scalar_t(0);
         pad_forward_rows<scalar_t>(in.const_data_ptr<scalar_t>(),
-                                   out.mutable_data_ptr<scalar_t>(), g, pad_mode, fill);
+                                   out.mutable_data_ptr<scalar_t>(), g, pad_mode,
+                                   pad_fill_value<scalar_t>(pad_mode, value));
       });
   return out;
 }
@@ -170,11 +168,7 @@ at::Tensor pad_nd_cpu(const at::Tensor& input, c10::IntArrayRef pad, std::string
 at::Tensor pad_nd_backward_cpu(const at::Tensor& grad_output, c10::IntArrayRef input_size,
                                c10::IntArrayRef pad, std::string_view mode) {
   const PadMode pad_mode = parse_pad_mode(mode);
-  const PadGeometry g = pad_geometry(input_size, pad, pad_mode);
-  const std::vector<int64_t> expected = padded_sizes(input_size, g);
-  TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(expected), "ndops::_pad_nd_backward: ",
-              "grad_output has shape ", grad_output.sizes(), " but padding input_size ",
-              input_size, " gives ", c10::IntArrayRef(expected));
+  const PadGeometry g = pad_backward_geometry(grad_output.sizes(), input_size, pad, pad_mode);
   if (g.ndim == 0) return grad_output.clone(at::MemoryFormat::Contiguous);
   at::Tensor grad_input = at::empty(input_size, grad_output.options());
   if (grad_output.numel() == 0) return grad_input.zero_();  // nothing flows back

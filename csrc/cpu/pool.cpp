@@ -23,12 +23,12 @@ namespace ndops {
 namespace pool_cpu {
 namespace {
 
-BoxPool sliding_pool(const char* op, int64_t planes, const SlidingWindow& w, bool is_max,
+// The pool of a checked window (max_pool_window, avg_pool_window).
+BoxPool sliding_pool(int64_t planes, const SlidingWindow& w, bool is_max,
                      bool count_include_pad, std::optional<int64_t> divisor_override) {
   BoxPool pool;
   pool.planes = planes;
   pool.divisor_override = divisor_override;
-  check_sliding_windows(op, w, is_max);
   for (size_t d = 0; d < w.in.size(); ++d) {
     DimTaps dim;
     dim.in_size = w.in[d];
@@ -44,12 +44,6 @@ BoxPool sliding_pool(const char* op, int64_t planes, const SlidingWindow& w, boo
     pool.dims.push_back(std::move(dim));
   }
   return pool;
-}
-
-int64_t spatial_numel(c10::IntArrayRef sizes) {
-  int64_t n = 1;
-  for (size_t d = 2; d < sizes.size(); ++d) n *= sizes[d];
-  return n;
 }
 
 int64_t tasks_grain(int64_t work_per_item) {
@@ -97,12 +91,9 @@ std::tuple<at::Tensor, at::Tensor> max_pool_nd_cpu(
     c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode, bool return_indices) {
   const char* op = "ndops::max_pool_nd";
   const SlidingWindow w =
-      sliding_window(op, input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
-  const BoxPool pool = sliding_pool(op, input.size(0) * input.size(1), w, true, false, {});
-  const std::vector<int64_t> out_sizes = with_spatial(input.sizes(), w.out);
-  at::Tensor values = at::empty(out_sizes, input.options());
-  at::Tensor indices = at::empty(return_indices ? out_sizes : std::vector<int64_t>{0},
-                                 input.options().dtype(at::kLong));
+      max_pool_window(op, input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
+  const BoxPool pool = sliding_pool(input.size(0) * input.size(1), w, true, false, {});
+  auto [values, indices] = empty_max_pool_results(input, w.out, return_indices);
   if (values.numel() == 0) return {values, indices};
   box_max_forward(input, pool, values, return_indices ? &indices : nullptr);
   return {values, indices};
@@ -111,13 +102,10 @@ std::tuple<at::Tensor, at::Tensor> max_pool_nd_cpu(
 at::Tensor avg_pool_nd_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size,
                            c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode,
                            bool count_include_pad, std::optional<int64_t> divisor_override) {
-  const char* op = "ndops::avg_pool_nd";
-  const std::vector<int64_t> ones(kernel_size.size(), 1);
-  const SlidingWindow w =
-      sliding_window(op, input.sizes(), kernel_size, stride, padding, ones, ceil_mode);
-  TORCH_CHECK(divisor_override.value_or(1) != 0, op, ": divisor_override must not be 0");
-  const BoxPool pool = sliding_pool(op, input.size(0) * input.size(1), w, false,
-                                    count_include_pad, divisor_override);
+  const SlidingWindow w = avg_pool_window("ndops::avg_pool_nd", input.sizes(), kernel_size,
+                                          stride, padding, ceil_mode, divisor_override);
+  const BoxPool pool = sliding_pool(input.size(0) * input.size(1), w, false, count_include_pad,
+                                    divisor_override);
   at::Tensor out = at::empty(with_spatial(input.sizes(), w.out), input.options());
   if (out.numel() == 0) return out;
   box_avg_forward(input, pool, out);
@@ -129,17 +117,11 @@ at::Tensor avg_pool_nd_backward_cpu(const at::Tensor& grad_output, c10::IntArray
                                     c10::IntArrayRef padding, bool ceil_mode,
                                     bool count_include_pad,
                                     std::optional<int64_t> divisor_override) {
-  const char* op = "ndops::_avg_pool_nd_backward";
-  const std::vector<int64_t> ones(kernel_size.size(), 1);
   const SlidingWindow w =
-      sliding_window(op, input_size, kernel_size, stride, padding, ones, ceil_mode);
-  TORCH_CHECK(divisor_override.value_or(1) != 0, op, ": divisor_override must not be 0");
-  const std::vector<int64_t> out_sizes = with_spatial(input_size, w.out);
-  TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(out_sizes), op, ": grad_output has ",
-              "shape ", grad_output.sizes(), " but pooling input_size ", input_size, " gives ",
-              c10::IntArrayRef(out_sizes));
-  const BoxPool pool = sliding_pool(op, input_size[0] * input_size[1], w, false,
-                                    count_include_pad, divisor_override);
+      avg_pool_window("ndops::_avg_pool_nd_backward", input_size, kernel_size, stride, padding,
+                      ceil_mode, divisor_override, grad_output.sizes());
+  const BoxPool pool = sliding_pool(input_size[0] * input_size[1], w, false, count_include_pad,
+                                    divisor_override);
   at::Tensor grad_input = at::empty(input_size, grad_output.options());
   if (grad_input.numel() == 0) return grad_input;
   box_avg_backward(grad_output, pool, grad_input);
@@ -150,11 +132,7 @@ at::Tensor avg_pool_nd_backward_cpu(const at::Tensor& grad_output, c10::IntArray
 at::Tensor max_pool_nd_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
                                     c10::IntArrayRef input_size) {
   const char* op = "ndops::_max_pool_nd_backward";
-  pool_spatial_dims(op, input_size);
-  TORCH_CHECK(grad_output.dim() == static_cast<int64_t>(input_size.size()) &&
-                  grad_output.size(0) == input_size[0] && grad_output.size(1) == input_size[1],
-              op, ": grad_output of shape ", grad_output.sizes(), " does not match input_size ",
-              input_size);
+  check_pool_grad_output(op, grad_output, input_size);
   check_indices(op, indices, grad_output.sizes());
   at::Tensor grad_input = at::empty(input_size, grad_output.options());
   if (grad_input.numel() == 0) return grad_input;
@@ -172,10 +150,7 @@ at::Tensor max_pool_nd_backward_cpu(const at::Tensor& grad_output, const at::Ten
 at::Tensor max_unpool_nd_cpu(const at::Tensor& input, const at::Tensor& indices,
                              c10::IntArrayRef output_size) {
   const char* op = "ndops::max_unpool_nd";
-  const int n = pool_spatial_dims(op, input.sizes());
-  check_per_dim(op, "output_size", output_size, n, 0);
-  check_indices(op, indices, input.sizes());
-  at::Tensor out = at::empty(with_spatial(input.sizes(), output_size), input.options());
+  at::Tensor out = empty_max_unpool_output(op, input, indices, output_size);
   const int64_t planes = input.size(0) * input.size(1);
   const int64_t in_plane = spatial_numel(input.sizes()), out_plane = spatial_numel(out.sizes());
   if (planes == 0) return out;
@@ -203,14 +178,7 @@ at::Tensor max_unpool_nd_cpu(const at::Tensor& input, const at::Tensor& indices,
 // has the shape of indices.
 at::Tensor max_unpool_nd_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices) {
   const char* op = "ndops::_max_unpool_nd_backward";
-  pool_spatial_dims(op, grad_output.sizes());
-  TORCH_CHECK(indices.dim() == grad_output.dim() && indices.size(0) == grad_output.size(0) &&
-                  indices.size(1) == grad_output.size(1),
-              op, ": indices of shape ", indices.sizes(), " do not match grad_output of shape ",
-              grad_output.sizes());
-  TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": indices must be an int64 tensor, got ",
-              indices.scalar_type());
-  at::Tensor result = at::empty(indices.sizes(), grad_output.options());
+  at::Tensor result = empty_max_unpool_grad(op, grad_output, indices);
   if (result.numel() == 0) return result;
   const int64_t in_plane = spatial_numel(indices.sizes());
   const int64_t out_plane = spatial_numel(grad_output.sizes());

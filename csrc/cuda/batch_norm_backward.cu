@@ -5,7 +5,6 @@
 // (grad_input_coefficients, csrc/common/batch_norm.h); (3) dx elementwise.
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <string_view>
@@ -108,11 +107,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_nd_backward_cuda(
   const c10::cuda::CUDAGuard guard(input.device());
   const PlaneTiles p(input.sizes());
   const at::ScalarType acc_type = at::toOpMathType(input.scalar_type());
-  const auto acc_options = input.options().dtype(acc_type);
   const at::Tensor x = input.contiguous(), dy = grad_output.contiguous();
   at::Tensor grad_input = at::empty(input.sizes(), input.options());
-  at::Tensor grad_weight = at::zeros({p.channels}, acc_options);
-  at::Tensor grad_bias = at::zeros({p.channels}, acc_options);
+  const bn::ChannelGrads grads = bn::zero_channel_grads(input);
   if (x.numel() > 0) {
     const at::Tensor w = channel_tensor(weight, acc_type), b = channel_tensor(bias, acc_type);
     const at::Tensor mean = save_mean.contiguous(), invstd = save_invstd.contiguous();
@@ -143,7 +140,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_nd_backward_cuda(
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         grad_finalize_kernel<acc_t><<<channel_blocks, kThreads, 0, current_stream()>>>(
             partial_sums, splits, p.channels, training, p.values_per_channel(), channel_state,
-            grad_weight.mutable_data_ptr<acc_t>(), grad_bias.mutable_data_ptr<acc_t>());
+            grads.weight.mutable_data_ptr<acc_t>(), grads.bias.mutable_data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         grad_input_kernel<kAct, scalar_t, acc_t><<<blocks, kThreads, 0, current_stream()>>>(
             x.const_data_ptr<scalar_t>(), dy.const_data_ptr<scalar_t>(),
@@ -152,8 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_nd_backward_cuda(
       });
     });
   }
-  return {grad_input, grad_weight.to(bn::given(weight) ? weight->scalar_type() : acc_type),
-          grad_bias.to(bn::given(bias) ? bias->scalar_type() : acc_type)};
+  return grads.with_grad_input(grad_input, weight, bias);
 }
 
 }  // namespace

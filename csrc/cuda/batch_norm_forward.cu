@@ -85,9 +85,7 @@ __global__ void normalize_kernel(const scalar_t* __restrict__ x, scalar_t* __res
   });
 }
 
-using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-
-ForwardResult batch_norm_act_nd_cuda(const at::Tensor& input,
+bn::ForwardResult batch_norm_act_nd_cuda(const at::Tensor& input,
                                      const std::optional<at::Tensor>& running_mean,
                                      const std::optional<at::Tensor>& running_var,
                                      const std::optional<at::Tensor>& weight,
@@ -103,15 +101,14 @@ ForwardResult batch_norm_act_nd_cuda(const at::Tensor& input,
   const auto acc_options = input.options().dtype(acc_type);
   const at::Tensor x = input.contiguous();
   at::Tensor output = at::empty(input.sizes(), input.options());
-  at::Tensor save_mean = at::empty({p.channels}, acc_options);
-  at::Tensor save_invstd = at::empty({p.channels}, acc_options);
-  at::Tensor new_mean = tracked ? running_mean->contiguous().clone() : at::empty({0}, acc_options);
-  at::Tensor new_var = tracked ? running_var->contiguous().clone() : at::empty({0}, acc_options);
-  if (p.channels == 0) return {output, save_mean, save_invstd, new_mean, new_var};
+  const bn::ChannelStatistics statistics =
+      bn::empty_channel_statistics(input, running_mean, running_var, tracked);
+  if (p.channels == 0) return statistics.with_output(output);
   if (training && x.numel() == 0) {  // no batch: zero mean, the running statistics unchanged
-    save_mean.zero_();
-    save_invstd.fill_(acc_type == at::kDouble ? inverse_std(0.0, eps) : inverse_std(0.0f, eps));
-    return {output, save_mean, save_invstd, new_mean, new_var};
+    statistics.save_mean.zero_();
+    statistics.save_invstd.fill_(acc_type == at::kDouble ? inverse_std(0.0, eps)
+                                                         : inverse_std(0.0f, eps));
+    return statistics.with_output(output);
   }
   const at::Tensor w = channel_tensor(weight, acc_type), b = channel_tensor(bias, acc_type);
   const at::Tensor rm = channel_tensor(running_mean, acc_type);
@@ -134,7 +131,8 @@ ForwardResult batch_norm_act_nd_cuda(const at::Tensor& input,
     }
     const bool update = tracked && training;
     const ChannelOutputs<acc_t> outputs{
-        save_mean.mutable_data_ptr<acc_t>(), save_invstd.mutable_data_ptr<acc_t>(),
+        statistics.save_mean.mutable_data_ptr<acc_t>(),
+        statistics.save_invstd.mutable_data_ptr<acc_t>(),
         affine.mutable_data_ptr<acc_t>(), affine.mutable_data_ptr<acc_t>() + p.channels,
         update ? updated.mutable_data_ptr<acc_t>() : nullptr,
         update ? updated.mutable_data_ptr<acc_t>() + p.channels : nullptr};
@@ -157,10 +155,10 @@ ForwardResult batch_norm_act_nd_cuda(const at::Tensor& input,
     });
   });
   if (tracked && training) {
-    new_mean.copy_(updated[0]);
-    new_var.copy_(updated[1]);
+    statistics.new_mean.copy_(updated[0]);
+    statistics.new_var.copy_(updated[1]);
   }
-  return {output, save_mean, save_invstd, new_mean, new_var};
+  return statistics.with_output(output);
 }
 
 }  // namespace

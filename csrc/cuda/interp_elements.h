@@ -16,12 +16,9 @@
 namespace ndops {
 namespace cuda {
 
-struct InterpArgs {
-  int ndim;
+struct InterpArgs : PlaneArgs {
   InterpMode mode;
   bool align_corners;
-  int64_t in_plane, out_plane;
-  PerDim<int64_t> in_sizes, out_sizes, in_strides;
   PerDim<double> ratio;  // interp_ratio<coord_t>, exact in double
 };
 
@@ -32,17 +29,10 @@ using interp_coord_type =
 
 template <typename coord_t>
 InterpArgs interp_args(const InterpGeometry& g) {
-  InterpArgs a{};
-  a.ndim = g.ndim;
+  InterpArgs a{plane_args(g.in_sizes, g.out_sizes)};
   a.mode = g.mode;
   a.align_corners = g.align_corners;
-  a.in_sizes = per_dim<int64_t>(g.in_sizes);
-  a.out_sizes = per_dim<int64_t>(g.out_sizes);
-  a.in_plane = a.out_plane = 1;
-  for (int d = g.ndim - 1; d >= 0; --d) {
-    a.in_strides.v[d] = a.in_plane;
-    a.in_plane *= g.in_sizes[d];
-    a.out_plane *= g.out_sizes[d];
+  for (int d = 0; d < g.ndim; ++d) {
     a.ratio.v[d] = static_cast<double>(
         interp_ratio<coord_t>(g.in_sizes[d], g.out_sizes[d], g.align_corners, g.scales[d]));
   }
@@ -106,21 +96,14 @@ C10_HOST_DEVICE inline scalar_t interp_forward_element(const scalar_t* in, int64
 // plane) and the taps' weights; acc_t: the coordinate and weight type of the backward.
 template <typename acc_t>
 ReaderTables interp_readers(const InterpGeometry& g) {
-  ReaderTablesBuilder tables;
-  int64_t out_stride = 1;
-  for (const int64_t size : g.out_sizes) out_stride *= size;
-  for (int d = 0; d < g.ndim; ++d) {
-    out_stride /= g.out_sizes[d];
-    const std::vector<Tap<acc_t>> taps = tabulate_taps<acc_t>(g, d);
-    tables.add_dim(
-        g.in_sizes[d], g.out_sizes[d],
-        [&](int64_t o, const auto& emit) {
-          emit(taps[o].index0, static_cast<double>(taps[o].weight0), 1);
-          if (taps[o].count == 2) emit(taps[o].index1, static_cast<double>(taps[o].weight1), 1);
-        },
-        [&](int64_t o) { return o * out_stride; });
-  }
-  return tables.finish();
+  std::vector<std::vector<Tap<acc_t>>> taps;
+  for (int d = 0; d < g.ndim; ++d) taps.push_back(tabulate_taps<acc_t>(g, d));
+  return plane_readers(plane_args(g.in_sizes, g.out_sizes),
+                       [&](int d, int64_t o, const auto& emit) {
+                         const Tap<acc_t>& t = taps[d][o];
+                         emit(t.index0, static_cast<double>(t.weight0), 1);
+                         if (t.count == 2) emit(t.index1, static_cast<double>(t.weight1), 1);
+                       });
 }
 
 // grad_input element i: the sum over the outputs reading it of grad_output times the product

@@ -13,11 +13,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include <algorithm>
-#include <optional>
-#include <string_view>
 #include <type_traits>
-#include <vector>
 
 #include "common/interp_shape.h"
 #include "cuda/interp_elements.h"
@@ -72,8 +68,10 @@ void launch_forward(const at::Tensor& in, const at::Tensor& out, const InterpGeo
   }
 }
 
+// The resample of interpolate_nd_host (csrc/common/interp_shape.h), as on the CPU.
 at::Tensor forward_contiguous(const at::Tensor& in, const InterpGeometry& g) {
   check_dims("ndops::interpolate_nd", g.ndim);
+  const c10::cuda::CUDAGuard guard(in.device());
   at::Tensor out = at::empty(interp_output_sizes(in.sizes(), g), in.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, in.scalar_type(),
@@ -84,6 +82,7 @@ at::Tensor forward_contiguous(const at::Tensor& in, const InterpGeometry& g) {
 at::Tensor backward_contiguous(const at::Tensor& grad, c10::IntArrayRef input_size,
                                const InterpGeometry& g) {
   check_dims("ndops::_interpolate_nd_backward", g.ndim);
+  const c10::cuda::CUDAGuard guard(grad.device());
   at::Tensor grad_input = at::empty(input_size, grad.options());
   if (grad_input.numel() == 0) return grad_input;
   const int64_t total = grad_input.numel();
@@ -104,61 +103,13 @@ at::Tensor backward_contiguous(const at::Tensor& grad, c10::IntArrayRef input_si
   return grad_input;
 }
 
-at::Tensor interpolate_nd_cuda(const at::Tensor& input, c10::IntArrayRef output_size,
-                               std::optional<c10::ArrayRef<double>> scales,
-                               std::string_view mode, bool align_corners, bool antialias) {
-  TORCH_CHECK(!antialias, "ndops::interpolate_nd: antialias=True has no compiled kernel; ",
-              "ndops.interpolate_nd runs its fallback for it");
-  const InterpMode interp_mode = parse_interp_mode(mode);
-  std::vector<double> scale = interp_scale_list(scales);
-  const InterpGeometry g = interp_geometry(input.sizes(), output_size, scale, interp_mode,
-                                           align_corners);
-  check_interp_dtype(input, interp_mode != InterpMode::kLinear, "interpolate_nd", "input");
-  const c10::cuda::CUDAGuard guard(input.device());
-  if (!interp_channels_last(input, g.ndim)) return forward_contiguous(input.contiguous(), g);
-  const at::Tensor moved = input.movedim(1, -1);  // (B, *spatial, C), contiguous
-  if (!scale.empty()) scale.push_back(-1.0);
-  const std::vector<int64_t> sizes = interp_with_channels(output_size, input.size(1));
-  return forward_contiguous(moved, interp_geometry(moved.sizes(), sizes, scale, interp_mode,
-                                                   align_corners))
-      .movedim(-1, 1);
-}
-
-at::Tensor interpolate_nd_backward_cuda(const at::Tensor& grad_output,
-                                        c10::IntArrayRef output_size,
-                                        c10::IntArrayRef input_size,
-                                        std::optional<c10::ArrayRef<double>> scales,
-                                        std::string_view mode, bool align_corners) {
-  const InterpMode interp_mode = parse_interp_mode(mode);
-  std::vector<double> scale = interp_scale_list(scales);
-  const InterpGeometry g = interp_geometry(input_size, output_size, scale, interp_mode,
-                                           align_corners);
-  const std::vector<int64_t> expected = interp_output_sizes(input_size, g);
-  TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(expected), "ndops::",
-              "_interpolate_nd_backward: grad_output has shape ", grad_output.sizes(),
-              " but interpolating input_size ", input_size, " to output_size ", output_size,
-              " gives ", c10::IntArrayRef(expected));
-  check_interp_dtype(grad_output, false, "_interpolate_nd_backward", "grad_output");
-  const c10::cuda::CUDAGuard guard(grad_output.device());
-  if (!interp_channels_last(grad_output, g.ndim)) {
-    return backward_contiguous(grad_output.contiguous(), input_size, g);
-  }
-  const at::Tensor moved = grad_output.movedim(1, -1);
-  std::vector<int64_t> moved_input(input_size.begin(), input_size.end());
-  std::rotate(moved_input.begin() + 1, moved_input.begin() + 2, moved_input.end());
-  if (!scale.empty()) scale.push_back(-1.0);
-  const std::vector<int64_t> sizes = interp_with_channels(output_size, input_size[1]);
-  return backward_contiguous(moved, moved_input,
-                             interp_geometry(moved_input, sizes, scale, interp_mode,
-                                             align_corners))
-      .movedim(-1, 1);
-}
-
 }  // namespace
 }  // namespace cuda
 }  // namespace ndops
 
 TORCH_LIBRARY_IMPL(ndops, CUDA, m) {
-  m.impl("interpolate_nd", &ndops::cuda::interpolate_nd_cuda);
-  m.impl("_interpolate_nd_backward", &ndops::cuda::interpolate_nd_backward_cuda);
+  using namespace ndops::cuda;
+  m.impl("interpolate_nd", &ndops::interpolate_nd_host<forward_contiguous>);
+  m.impl("_interpolate_nd_backward",
+         &ndops::interpolate_nd_backward_host<backward_contiguous>);
 }

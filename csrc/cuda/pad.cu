@@ -11,7 +11,6 @@
 
 #include <cstring>
 #include <string_view>
-#include <vector>
 
 #include "common/pad_shape.h"
 #include "cuda/launch.cuh"
@@ -63,16 +62,14 @@ at::Tensor pad_nd_cuda(const at::Tensor& input, c10::IntArrayRef pad, std::strin
   if (g.ndim == 0) return input.clone(at::MemoryFormat::Contiguous);
   check_dims("ndops::pad_nd", g.ndim);
   const c10::cuda::CUDAGuard guard(input.device());
-  at::Tensor out = at::empty(padded_sizes(input.sizes(), g), input.options());
+  at::Tensor out = empty_padded(input, g);
   if (out.numel() == 0) return out;
   const at::Tensor in = input.contiguous();
   unsigned char fill[16] = {};
   AT_DISPATCH_ALL_TYPES_AND_COMPLEX_AND3(
       at::kHalf, at::kBFloat16, at::kBool, in.scalar_type(), "pad_nd", [&] {
         static_assert(sizeof(scalar_t) <= sizeof(fill));
-        // Converted like Tensor.fill_ (an error if the value overflows the dtype).
-        const scalar_t v =
-            pad_mode == PadMode::kConstant ? c10::Scalar(value).to<scalar_t>() : scalar_t(0);
+        const scalar_t v = pad_fill_value<scalar_t>(pad_mode, value);
         std::memcpy(fill, &v, sizeof(scalar_t));
       });
   const PadArgs a = pad_args(g, pad_mode);
@@ -89,11 +86,7 @@ at::Tensor pad_nd_cuda(const at::Tensor& input, c10::IntArrayRef pad, std::strin
 at::Tensor pad_nd_backward_cuda(const at::Tensor& grad_output, c10::IntArrayRef input_size,
                                 c10::IntArrayRef pad, std::string_view mode) {
   const PadMode pad_mode = parse_pad_mode(mode);
-  const PadGeometry g = pad_geometry(input_size, pad, pad_mode);
-  const std::vector<int64_t> expected = padded_sizes(input_size, g);
-  TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(expected), "ndops::_pad_nd_backward: ",
-              "grad_output has shape ", grad_output.sizes(), " but padding input_size ",
-              input_size, " gives ", c10::IntArrayRef(expected));
+  const PadGeometry g = pad_backward_geometry(grad_output.sizes(), input_size, pad, pad_mode);
   if (g.ndim == 0) return grad_output.clone(at::MemoryFormat::Contiguous);
   check_dims("ndops::_pad_nd_backward", g.ndim);
   const c10::cuda::CUDAGuard guard(grad_output.device());

@@ -13,27 +13,17 @@
 namespace ndops {
 namespace cuda {
 
-struct PadArgs {
-  int ndim;
+// The planes: the padded dims, one pair per lead index.
+struct PadArgs : PlaneArgs {
   PadMode mode;
-  int64_t in_plane, out_plane;  // elements per lead index
-  PerDim<int64_t> in_sizes, out_sizes, in_strides, pad_left, pad_right;
+  PerDim<int64_t> pad_left, pad_right;
 };
 
 inline PadArgs pad_args(const PadGeometry& g, PadMode mode) {
-  PadArgs a{};
-  a.ndim = g.ndim;
+  PadArgs a{plane_args(g.in_sizes, g.out_sizes)};
   a.mode = mode;
-  a.in_sizes = per_dim<int64_t>(g.in_sizes);
-  a.out_sizes = per_dim<int64_t>(g.out_sizes);
   a.pad_left = per_dim<int64_t>(g.pad_left);
   a.pad_right = per_dim<int64_t>(g.pad_right);
-  a.in_plane = a.out_plane = 1;
-  for (int d = g.ndim - 1; d >= 0; --d) {
-    a.in_strides.v[d] = a.in_plane;
-    a.in_plane *= g.in_sizes[d];
-    a.out_plane *= g.out_sizes[d];
-  }
   return a;
 }
 
@@ -62,19 +52,10 @@ C10_HOST_DEVICE inline element_t pad_forward_element(const element_t* in, int64_
 // plane.
 inline ReaderTables pad_readers(const PadGeometry& g, PadMode mode) {
   const auto source = pad_source_tables(g, mode);
-  ReaderTablesBuilder tables;
-  int64_t out_stride = 1;
-  for (const int64_t size : g.out_sizes) out_stride *= size;
-  for (int d = 0; d < g.ndim; ++d) {
-    out_stride /= g.out_sizes[d];
-    tables.add_dim(
-        g.in_sizes[d], g.out_sizes[d],
-        [&](int64_t o, const auto& emit) {
-          if (source[d][o] >= 0) emit(source[d][o], 1.0, 1);
-        },
-        [&](int64_t o) { return o * out_stride; });
-  }
-  return tables.finish();
+  return plane_readers(plane_args(g.in_sizes, g.out_sizes),
+                       [&](int d, int64_t o, const auto& emit) {
+                         if (source[d][o] >= 0) emit(source[d][o], 1.0, 1);
+                       });
 }
 
 // grad_input element i: the sum of the grad_output elements that copied it.

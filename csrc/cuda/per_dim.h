@@ -42,6 +42,28 @@ PerDim<T> per_dim(const Source& values) {
   return out;
 }
 
+// The planes a kernel maps one onto the other: per-dim input and output sizes, their element
+// counts, and the input's row-major strides. The element functions' argument structs extend it.
+struct PlaneArgs {
+  int ndim = 0;
+  int64_t in_plane = 1, out_plane = 1;
+  PerDim<int64_t> in_sizes{}, out_sizes{}, in_strides{};
+};
+
+template <typename Sizes>
+PlaneArgs plane_args(const Sizes& in_sizes, const Sizes& out_sizes) {
+  PlaneArgs a;
+  a.ndim = static_cast<int>(in_sizes.size());
+  a.in_sizes = per_dim<int64_t>(in_sizes);
+  a.out_sizes = per_dim<int64_t>(out_sizes);
+  for (int d = a.ndim - 1; d >= 0; --d) {
+    a.in_strides.v[d] = a.in_plane;
+    a.in_plane *= in_sizes[d];
+    a.out_plane *= out_sizes[d];
+  }
+  return a;
+}
+
 inline void check_dims(const char* op, int64_t ndim) {
   TORCH_CHECK(ndim <= kMaxDims, op, ": the CUDA kernels take at most ", kMaxDims,
               " spatial dims, got ", ndim);
@@ -112,6 +134,23 @@ class ReaderTablesBuilder {
   std::vector<int64_t> begins_, outputs_, factors_;
   std::vector<double> weights_;
 };
+
+// The reader tables of a map between the planes of `a`, each entry storing its output
+// coordinate as an offset in the row-major output plane: taps(d, o, emit) emits the input
+// coordinates of dim d that output coordinate o reads (as in ReaderTablesBuilder::add_dim).
+template <typename Taps>
+ReaderTables plane_readers(const PlaneArgs& a, const Taps& taps) {
+  ReaderTablesBuilder tables;
+  int64_t out_stride = a.out_plane;
+  for (int d = 0; d < a.ndim; ++d) {
+    out_stride /= a.out_sizes.v[d];
+    tables.add_dim(
+        a.in_sizes.v[d], a.out_sizes.v[d],
+        [&](int64_t o, const auto& emit) { taps(d, o, emit); },
+        [&](int64_t o) { return o * out_stride; });
+  }
+  return tables.finish();
+}
 
 // What a kernel needs of ReaderTables (the tables themselves travel as pointers).
 struct ReaderArgs {

@@ -12,7 +12,6 @@
 #include <torch/library.h>
 
 #include <optional>
-#include <vector>
 
 #include "cuda/launch.cuh"
 #include "cuda/pool_window.h"
@@ -77,11 +76,8 @@ at::Tensor avg_pool_nd_cuda(const at::Tensor& input, c10::IntArrayRef kernel_siz
                             c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode,
                             bool count_include_pad, std::optional<int64_t> divisor_override) {
   const char* op = "ndops::avg_pool_nd";
-  const std::vector<int64_t> ones(kernel_size.size(), 1);
-  const SlidingWindow w =
-      sliding_window(op, input.sizes(), kernel_size, stride, padding, ones, ceil_mode);
-  TORCH_CHECK(divisor_override.value_or(1) != 0, op, ": divisor_override must not be 0");
-  check_sliding_windows(op, w, false);
+  const SlidingWindow w = avg_pool_window(op, input.sizes(), kernel_size, stride, padding,
+                                          ceil_mode, divisor_override);
   check_dims(op, static_cast<int64_t>(w.in.size()));
   const c10::cuda::CUDAGuard guard(input.device());
   const WindowArgs a = sliding_args(w, count_include_pad, divisor_override.value_or(0));
@@ -94,15 +90,8 @@ at::Tensor avg_pool_nd_backward_cuda(const at::Tensor& grad_output, c10::IntArra
                                      bool count_include_pad,
                                      std::optional<int64_t> divisor_override) {
   const char* op = "ndops::_avg_pool_nd_backward";
-  const std::vector<int64_t> ones(kernel_size.size(), 1);
-  const SlidingWindow w =
-      sliding_window(op, input_size, kernel_size, stride, padding, ones, ceil_mode);
-  TORCH_CHECK(divisor_override.value_or(1) != 0, op, ": divisor_override must not be 0");
-  const std::vector<int64_t> out_sizes = with_spatial(input_size, w.out);
-  TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(out_sizes), op, ": grad_output has ",
-              "shape ", grad_output.sizes(), " but pooling input_size ", input_size, " gives ",
-              c10::IntArrayRef(out_sizes));
-  check_sliding_windows(op, w, false);
+  const SlidingWindow w = avg_pool_window(op, input_size, kernel_size, stride, padding,
+                                          ceil_mode, divisor_override, grad_output.sizes());
   check_dims(op, static_cast<int64_t>(w.in.size()));
   const c10::cuda::CUDAGuard guard(grad_output.device());
   const WindowArgs a = sliding_args(w, count_include_pad, divisor_override.value_or(0));
@@ -120,14 +109,8 @@ at::Tensor adaptive_avg_pool_nd_cuda(const at::Tensor& input, c10::IntArrayRef o
 at::Tensor adaptive_avg_pool_nd_backward_cuda(const at::Tensor& grad_output,
                                               c10::IntArrayRef input_size) {
   const char* op = "ndops::_adaptive_avg_pool_nd_backward";
-  const int n = pool_spatial_dims(op, input_size);
-  TORCH_CHECK(grad_output.dim() == n + 2 && grad_output.size(0) == input_size[0] &&
-                  grad_output.size(1) == input_size[1],
-              op, ": grad_output of shape ", grad_output.sizes(), " does not match input_size ",
-              input_size);
-  const c10::IntArrayRef output_size = grad_output.sizes().slice(2);
-  check_adaptive_output(op, input_size, output_size);
-  check_dims(op, n);
+  const c10::IntArrayRef output_size = adaptive_avg_backward_size(op, grad_output, input_size);
+  check_dims(op, static_cast<int64_t>(output_size.size()));
   const c10::cuda::CUDAGuard guard(grad_output.device());
   if (grad_output.numel() == 0) {
     return at::empty(input_size, grad_output.options()).zero_();

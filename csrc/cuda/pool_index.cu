@@ -17,7 +17,6 @@
 #include <torch/library.h>
 
 #include <type_traits>
-#include <vector>
 
 #include "common/pool_shape.h"
 #include "cuda/launch.cuh"
@@ -26,16 +25,23 @@ namespace ndops {
 namespace cuda {
 namespace {
 
-int64_t spatial_numel(c10::IntArrayRef sizes) {
-  int64_t n = 1;
-  for (size_t d = 2; d < sizes.size(); ++d) n *= sizes[d];
-  return n;
-}
-
 template <int kBytes>
 struct alignas(kBytes) Element {
   unsigned char bytes[kBytes];
 };
+
+// The flat position that element i of the index tensor (planes of `index_plane` elements)
+// names in the other tensor (planes of `other_plane`), or -1, setting `error`, when its index
+// is out of range.
+__device__ inline int64_t indexed_position(const int64_t* index, int64_t i, int64_t index_plane,
+                                           int64_t other_plane, int32_t* error) {
+  const int64_t j = index[i];
+  if (j < 0 || j >= other_plane) {
+    *error = 1;
+    return -1;
+  }
+  return (i / index_plane) * other_plane + j;
+}
 
 template <typename scalar_t, typename acc_t>
 __global__ void scatter_add_kernel(const scalar_t* __restrict__ grad,
@@ -43,12 +49,8 @@ __global__ void scatter_add_kernel(const scalar_t* __restrict__ grad,
                                    int64_t total, int64_t source_plane, int64_t target_plane,
                                    int32_t* __restrict__ error) {
   NDOPS_GRID_STRIDE_LOOP(i, total) {
-    const int64_t j = index[i];
-    if (j < 0 || j >= target_plane) {
-      *error = 1;
-      continue;
-    }
-    atomicAdd(target + (i / source_plane) * target_plane + j, static_cast<acc_t>(grad[i]));
+    const int64_t t = indexed_position(index, i, source_plane, target_plane, error);
+    if (t >= 0) atomicAdd(target + t, static_cast<acc_t>(grad[i]));
   }
 }
 
@@ -58,12 +60,8 @@ __global__ void unpool_winner_kernel(const int64_t* __restrict__ index,
                                      int64_t source_plane, int64_t target_plane,
                                      int32_t* __restrict__ error) {
   NDOPS_GRID_STRIDE_LOOP(i, total) {
-    const int64_t j = index[i];
-    if (j < 0 || j >= target_plane) {
-      *error = 1;
-      continue;
-    }
-    atomicMax(winner + (i / source_plane) * target_plane + j, static_cast<long long>(i));
+    const int64_t t = indexed_position(index, i, source_plane, target_plane, error);
+    if (t >= 0) atomicMax(winner + t, static_cast<long long>(i));
   }
 }
 
@@ -86,13 +84,9 @@ __global__ void gather_kernel(const element_t* __restrict__ grad,
                               int64_t total, int64_t result_plane, int64_t grad_plane,
                               int32_t* __restrict__ error) {
   NDOPS_GRID_STRIDE_LOOP(i, total) {
-    const int64_t j = index[i];
+    const int64_t t = indexed_position(index, i, result_plane, grad_plane, error);
     element_t value{};
-    if (j < 0 || j >= grad_plane) {
-      *error = 1;
-    } else {
-      value = grad[(i / result_plane) * grad_plane + j];
-    }
+    if (t >= 0) value = grad[t];
     result[i] = value;
   }
 }
@@ -119,11 +113,7 @@ void dispatch_element_size(const at::Tensor& t, const Body& body) {
 at::Tensor max_pool_nd_backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices,
                                      c10::IntArrayRef input_size) {
   const char* op = "ndops::_max_pool_nd_backward";
-  pool_spatial_dims(op, input_size);
-  TORCH_CHECK(grad_output.dim() == static_cast<int64_t>(input_size.size()) &&
-                  grad_output.size(0) == input_size[0] && grad_output.size(1) == input_size[1],
-              op, ": grad_output of shape ", grad_output.sizes(), " does not match input_size ",
-              input_size);
+  check_pool_grad_output(op, grad_output, input_size);
   check_indices(op, indices, grad_output.sizes());
   const c10::cuda::CUDAGuard guard(grad_output.device());
   at::Tensor grad_input = at::empty(input_size, grad_output.options());
@@ -158,12 +148,9 @@ at::Tensor max_pool_nd_backward_cuda(const at::Tensor& grad_output, const at::Te
 at::Tensor max_unpool_nd_cuda(const at::Tensor& input, const at::Tensor& indices,
                               c10::IntArrayRef output_size) {
   const char* op = "ndops::max_unpool_nd";
-  const int n = pool_spatial_dims(op, input.sizes());
-  check_per_dim(op, "output_size", output_size, n, 0);
-  check_indices(op, indices, input.sizes());
   const c10::cuda::CUDAGuard guard(input.device());
+  at::Tensor out = empty_max_unpool_output(op, input, indices, output_size);
   check_unpool_dtype(op, input);
-  at::Tensor out = at::empty(with_spatial(input.sizes(), output_size), input.options());
   if (input.size(0) * input.size(1) == 0) return out;
   const at::Tensor values = input.contiguous(), index = indices.contiguous();
   at::Tensor winner = at::empty(out.sizes(), out.options().dtype(at::kLong)).fill_(-1);
@@ -191,16 +178,9 @@ at::Tensor max_unpool_nd_cuda(const at::Tensor& input, const at::Tensor& indices
 
 at::Tensor max_unpool_nd_backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices) {
   const char* op = "ndops::_max_unpool_nd_backward";
-  pool_spatial_dims(op, grad_output.sizes());
-  TORCH_CHECK(indices.dim() == grad_output.dim() && indices.size(0) == grad_output.size(0) &&
-                  indices.size(1) == grad_output.size(1),
-              op, ": indices of shape ", indices.sizes(), " do not match grad_output of shape ",
-              grad_output.sizes());
-  TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": indices must be an int64 tensor, got ",
-              indices.scalar_type());
-  check_unpool_dtype(op, grad_output);
   const c10::cuda::CUDAGuard guard(grad_output.device());
-  at::Tensor result = at::empty(indices.sizes(), grad_output.options());
+  at::Tensor result = empty_max_unpool_grad(op, grad_output, indices);
+  check_unpool_dtype(op, grad_output);
   if (result.numel() == 0) return result;
   const at::Tensor grad = grad_output.contiguous(), index = indices.contiguous();
   const at::Tensor error = error_flag(grad.device());

@@ -4,11 +4,9 @@
 // windows: csrc/cuda/pool_window.h. The backward of both is _max_pool_nd_backward
 // (csrc/cuda/pool_index.cu).
 #include <ATen/Dispatch.h>
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <tuple>
-#include <vector>
 
 #include "cuda/launch.cuh"
 #include "cuda/pool_window.h"
@@ -45,25 +43,15 @@ void launch_max_pool(const at::Tensor& input, const WindowArgs& a, const at::Ten
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> max_results(c10::IntArrayRef input_sizes,
-                                               c10::IntArrayRef out_spatial,
-                                               const at::Tensor& input, bool return_indices) {
-  const std::vector<int64_t> out_sizes = with_spatial(input_sizes, out_spatial);
-  return {at::empty(out_sizes, input.options()),
-          at::empty(return_indices ? out_sizes : std::vector<int64_t>{0},
-                    input.options().dtype(at::kLong))};
-}
-
 std::tuple<at::Tensor, at::Tensor> max_pool_nd_cuda(
     const at::Tensor& input, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
     c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode, bool return_indices) {
   const char* op = "ndops::max_pool_nd";
   const SlidingWindow w =
-      sliding_window(op, input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
-  check_sliding_windows(op, w, true);
+      max_pool_window(op, input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
   check_dims(op, static_cast<int64_t>(w.in.size()));
   const c10::cuda::CUDAGuard guard(input.device());
-  auto [values, indices] = max_results(input.sizes(), w.out, input, return_indices);
+  auto [values, indices] = empty_max_pool_results(input, w.out, return_indices);
   if (values.numel() > 0) {
     launch_max_pool(input, sliding_args(w), values, indices, return_indices);
   }
@@ -77,7 +65,7 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool_nd_cuda(const at::Tensor& i
   check_adaptive_output(op, input.sizes(), output_size);
   check_dims(op, static_cast<int64_t>(output_size.size()));
   const c10::cuda::CUDAGuard guard(input.device());
-  auto [values, indices] = max_results(input.sizes(), output_size, input, return_indices);
+  auto [values, indices] = empty_max_pool_results(input, output_size, return_indices);
   if (values.numel() > 0) {
     launch_max_pool(input, adaptive_args(input.sizes().slice(2), output_size), values, indices,
                     return_indices);

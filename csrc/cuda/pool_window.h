@@ -16,33 +16,17 @@
 namespace ndops {
 namespace cuda {
 
-struct WindowArgs {
-  int ndim = 0;
+struct WindowArgs : PlaneArgs {
   bool adaptive = false;
   bool count_include_pad = false;  // sliding averages only
   int64_t divisor_override = 0;    // 0: none
-  int64_t in_plane = 1, out_plane = 1;
-  PerDim<int64_t> in_sizes{}, out_sizes{}, in_strides{}, kernel{}, stride{}, padding{},
-      dilation{};
+  PerDim<int64_t> kernel{}, stride{}, padding{}, dilation{};
 };
-
-inline WindowArgs window_args(c10::IntArrayRef in_sizes, c10::IntArrayRef out_sizes) {
-  WindowArgs a;
-  a.ndim = static_cast<int>(in_sizes.size());
-  a.in_sizes = per_dim<int64_t>(in_sizes);
-  a.out_sizes = per_dim<int64_t>(out_sizes);
-  for (int d = a.ndim - 1; d >= 0; --d) {
-    a.in_strides.v[d] = a.in_plane;
-    a.in_plane *= in_sizes[d];
-    a.out_plane *= out_sizes[d];
-  }
-  return a;
-}
 
 // A sliding window (dilation 1 for averages), with the average's divisor options.
 inline WindowArgs sliding_args(const SlidingWindow& w, bool count_include_pad = false,
                                int64_t divisor_override = 0) {
-  WindowArgs a = window_args(w.in, w.out);
+  WindowArgs a{plane_args(w.in, w.out)};
   a.kernel = per_dim<int64_t>(w.kernel);
   a.stride = per_dim<int64_t>(w.stride);
   a.padding = per_dim<int64_t>(w.padding);
@@ -53,7 +37,7 @@ inline WindowArgs sliding_args(const SlidingWindow& w, bool count_include_pad = 
 }
 
 inline WindowArgs adaptive_args(c10::IntArrayRef in_spatial, c10::IntArrayRef out_spatial) {
-  WindowArgs a = window_args(in_spatial, out_spatial);
+  WindowArgs a{plane_args(in_spatial, out_spatial)};
   a.adaptive = true;
   for (int d = 0; d < a.ndim; ++d) a.dilation.v[d] = 1;
   return a;
@@ -168,20 +152,11 @@ C10_HOST_DEVICE inline scalar_t avg_pool_element(const scalar_t* in, int64_t i,
 // Per dim, the outputs whose windows read each input coordinate (as offsets in the output
 // plane), with the dims' divisor factors.
 inline ReaderTables window_readers(const WindowArgs& a) {
-  ReaderTablesBuilder tables;
-  int64_t out_stride = a.out_plane;
-  for (int d = 0; d < a.ndim; ++d) {
-    out_stride /= a.out_sizes.v[d];
-    tables.add_dim(
-        a.in_sizes.v[d], a.out_sizes.v[d],
-        [&](int64_t o, const auto& emit) {
-          const WindowTaps t = window_taps(a, d, o);
-          const int64_t factor = divisor_factor(a, d, o, t);
-          for (int64_t j = 0; j < t.count; ++j) emit(t.first + j * a.dilation.v[d], 1.0, factor);
-        },
-        [&](int64_t o) { return o * out_stride; });
-  }
-  return tables.finish();
+  return plane_readers(a, [&](int d, int64_t o, const auto& emit) {
+    const WindowTaps t = window_taps(a, d, o);
+    const int64_t factor = divisor_factor(a, d, o, t);
+    for (int64_t j = 0; j < t.count; ++j) emit(t.first + j * a.dilation.v[d], 1.0, factor);
+  });
 }
 
 // grad_input element i: the sum of grad / divisor over the outputs whose windows read it.
