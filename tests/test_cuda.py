@@ -1,4 +1,5 @@
-"""CUDA kernels of pad_nd, interpolate_nd, batch_norm_act_nd and the pooling ops (csrc/cuda/).
+"""CUDA kernels of pad_nd, interpolate_nd, batch_norm_act_nd, the pooling ops, the convolutions
+(conv_nd, conv_bias_act_nd, conv_transpose_nd) and unfold_nd / fold_nd (csrc/cuda/).
 
 Without a GPU only test_cuda_kernels_registered runs (for an extension built with CUDA: every
 op of these families has a CUDA kernel). With one: parity with the CPU kernels (forward and
@@ -14,7 +15,7 @@ import torch
 import ndops
 from ndops import _ext
 
-FAMILIES = ["pad", "interpolate", "batch_norm", "pool"]
+FAMILIES = ["pad", "interpolate", "batch_norm", "pool", "conv", "fold"]
 SAMPLES = {family: importlib.import_module(f"opcheck_samples.{family}").SAMPLES
            for family in FAMILIES}
 
@@ -73,6 +74,28 @@ def one(shape):
     return lambda s=shape: [rand(*s)]
 
 
+def conv(x_shape, w_shape, activation="none", padding_mode="zeros", **kwargs):
+    """A conv_bias_act_nd case (activation "none": a plain conv with a padding mode); the
+    weight and bias follow the input's dtype."""
+    def make():
+        return [rand(*x_shape), rand(*w_shape), rand(w_shape[0])]
+
+    def fn(x, weight, bias):
+        return ndops.conv_bias_act_nd(x, weight.to(x.dtype), bias.to(x.dtype),
+                                      activation=activation, negative_slope=0.2,
+                                      padding_mode=padding_mode, **kwargs)
+    return make, fn
+
+
+def conv_transpose(x_shape, w_shape, **kwargs):
+    def make():
+        return [rand(*x_shape), rand(*w_shape), rand(w_shape[1] * kwargs.get("groups", 1))]
+
+    def fn(x, weight, bias):
+        return ndops.conv_transpose_nd(x, weight.to(x.dtype), bias.to(x.dtype), **kwargs)
+    return make, fn
+
+
 CASES = {
     "pad_constant_3d": (one((2, 3, 5, 6, 4)), lambda x: ndops.pad_nd(x, [1, 2, -1, 1, 2, 0],
                                                                      value=0.5)),
@@ -109,6 +132,25 @@ CASES = {
     "bn_eval_silu_1d": bn((2, 3, 7), "silu", False),
     "bn_train_leaky_4d": bn((2, 2, 3, 2, 3, 4), "leaky_relu", True),
     "bn_train_gelu_tanh_2d": bn((4, 3, 33, 40), "gelu_tanh", True),
+    "conv_2d_native": conv((2, 3, 7, 6), (4, 3, 3, 2), stride=(2, 1), padding=1),
+    "conv_3d_reflect": conv((1, 2, 5, 4, 6), (3, 2, 3, 3, 2), padding_mode="reflect",
+                            padding=(1, 1, 0)),
+    "conv_4d_groups_relu": conv((2, 4, 4, 3, 5, 4), (6, 2, 2, 3, 1, 3), "relu", groups=2,
+                                stride=(1, 2, 1, 1), padding=(1, 0, 0, 1), dilation=(2, 1, 1, 1)),
+    "conv_4d_circular_gelu": conv((1, 3, 4, 5, 3, 4), (2, 3, 3, 2, 2, 3), "gelu",
+                                  padding_mode="circular", padding=(1, 1, 1, 1)),
+    "conv_5d_silu": conv((1, 2, 3, 4, 3, 3, 4), (3, 2, 2, 2, 1, 2, 3), "silu", padding=1),
+    "conv_5d_replicate_leaky": conv((2, 1, 3, 3, 4, 2, 3), (2, 1, 2, 1, 3, 2, 2), "leaky_relu",
+                                    padding_mode="replicate", padding=(0, 1, 1, 1, 0)),
+    "conv_transpose_4d": conv_transpose((2, 4, 3, 2, 3, 2), (4, 1, 2, 3, 1, 2), stride=(2, 1, 1, 2),
+                                        padding=(1, 0, 0, 1), output_padding=(1, 0, 0, 0),
+                                        groups=2, dilation=(1, 1, 2, 1)),
+    "conv_transpose_5d": conv_transpose((1, 2, 2, 3, 2, 2, 3), (2, 3, 2, 2, 1, 2, 2),
+                                        stride=2, padding=1),
+    "unfold_3d": (one((2, 3, 5, 6, 4)), lambda x: ndops.unfold_nd(x, (2, 3, 2), dilation=(1, 2, 1),
+                                                                  padding=1, stride=(2, 1, 1))),
+    "fold_4d": (one((2, 3 * 4, 24)), lambda x: ndops.fold_nd(
+        x, (3, 4, 3, 5), (2, 2, 1, 1), padding=(0, 1, 0, 1), stride=(2, 2, 2, 2))),
 }
 
 
@@ -257,6 +299,18 @@ def test_large_pool(big_memory):
     del grad, indices, which, expected
     averages = ops.avg_pool_nd(x, [2], [2], [0], False, True, None)
     torch.testing.assert_close(averages.view(-1), pairs.float().mean(dim=1).half())
+
+
+@pytest.mark.slow
+def test_large_unfold_fold(big_memory):
+    ops = torch.ops.ndops
+    x = torch.randn(1, 1, BIG // 2 + 1, dtype=torch.float16, device="cuda")
+    columns = ops.unfold_nd(x, [2], [1], [0], [1])  # (1, 2, BIG // 2): past 2^31 elements
+    assert columns.numel() > 2**31
+    assert torch.equal(columns[0, 0], x[0, 0, :-1]) and torch.equal(columns[0, 1], x[0, 0, 1:])
+    image = ops.fold_nd(columns, [BIG // 2 + 1], [2], [1], [0], [1])
+    assert torch.equal(image[0, 0, [0, -1]], x[0, 0, [0, -1]])
+    torch.testing.assert_close(image[0, 0, -1000:-1], 2 * x[0, 0, -1000:-1])
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 SOURCE = r"""
 #include <torch/extension.h>
 
+#include "cuda/fold_elements.h"
 #include "cuda/interp_elements.h"
 #include "cuda/pad_elements.h"
 #include "cuda/pool_window.h"
@@ -133,10 +134,36 @@ torch::Tensor avg_pool_backward(torch::Tensor grad, Sizes input_size, Sizes k, S
   }
   return result;
 }
+
+torch::Tensor unfold_forward(torch::Tensor x, Sizes k, Sizes d, Sizes p, Sizes s) {
+  const FoldGeometry g = unfold_geometry(x.sizes(), k, d, p, s);
+  torch::Tensor out = torch::empty(unfold_output_sizes(x.sizes(), g), x.options());
+  x = x.contiguous();
+  const FoldArgs a = fold_args(g);
+  for (int64_t i = 0; i < out.numel(); ++i) {
+    out.data_ptr<double>()[i] = unfold_element(x.data_ptr<double>(), i, a);
+  }
+  return out;
+}
+
+torch::Tensor fold_forward(torch::Tensor columns, Sizes size, Sizes k, Sizes d, Sizes p,
+                           Sizes s) {
+  const FoldGeometry g = fold_nd_geometry(columns.sizes(), size, k, d, p, s);
+  torch::Tensor out = torch::empty(fold_output_sizes(columns.sizes(), g), columns.options());
+  columns = columns.contiguous();
+  const FoldArgs a = fold_args(g);
+  const ReaderTables t = fold_readers(g);
+  const ReaderArgs r = reader_args(t, g.size);
+  for (int64_t i = 0; i < out.numel(); ++i) {
+    out.data_ptr<double>()[i] =
+        fold_element<double, double>(columns.data_ptr<double>(), i, a, r, t.index.data());
+  }
+  return out;
+}
 """
 
 FUNCTIONS = ["pad_forward", "pad_backward", "interp_forward", "interp_backward", "pool_forward",
-             "avg_pool_backward"]
+             "avg_pool_backward", "unfold_forward", "fold_forward"]
 
 pytestmark = [
     pytest.mark.slow,
@@ -238,6 +265,30 @@ def test_sliding_pool(host, shape, k, s, p, d, ceil, count_include_pad, divisor)
           ops._avg_pool_nd_backward(grad, shape, k, s, p, ceil, count_include_pad, override))
 
 
+def fold_cases():
+    rng = random.Random(6)
+    cases = []
+    while len(cases) < 16:
+        n = rng.randint(1, 5)
+        size = [rng.randint(1, 6 if n < 4 else 4) for _ in range(n)]
+        k = [rng.randint(1, 3) for _ in range(n)]
+        d = [rng.randint(1, 2) for _ in range(n)]
+        p = [rng.randint(0, 2) for _ in range(n)]
+        s = [rng.randint(1, 3) for _ in range(n)]
+        if all((sz + 2 * pp - dd * (kk - 1) - 1) >= 0 for sz, kk, dd, pp in zip(size, k, d, p)):
+            cases.append(([rng.randint(1, 2), rng.randint(1, 3)] + size, k, d, p, s))
+    return cases
+
+
+@pytest.mark.parametrize("shape,k,d,p,s", fold_cases())
+def test_unfold_fold(host, shape, k, d, p, s):
+    x = rand(*shape)
+    columns = ops.unfold_nd(x, k, d, p, s)
+    assert torch.equal(host.unfold_forward(x, k, d, p, s), columns)
+    grad = torch.randn_like(columns)
+    close(host.fold_forward(grad, shape[2:], k, d, p, s), ops.fold_nd(grad, shape[2:], k, d, p, s))
+
+
 @pytest.mark.parametrize("shape,output_size", [
     ((2, 3, 7), [3]), ((1, 2, 5, 6), [3, 4]), ((2, 1, 5, 6, 7), [2, 6, 3]),
     ((1, 2, 3, 5, 4, 6), [2, 3, 4, 1]), ((1, 1, 4, 4), [4, 4]), ((1, 2, 3, 2), [5, 4]),
@@ -261,3 +312,14 @@ def test_max_pool_ties_and_nan(host):
                                                         True)
     torch.testing.assert_close(values, expected_values, equal_nan=True, rtol=0, atol=0)
     assert torch.equal(indices, expected_indices)
+
+
+def test_every_op_has_a_cuda_kernel():
+    """An extension built with CUDA registers a CUDA kernel for every ndops op (no GPU needed)."""
+    from ndops import _ext
+    if _ext.cuda_build_version() is None:
+        pytest.skip(f"extension not built with CUDA ({_ext.load_error() or 'CPU-only build'})")
+    names = [name for name in torch._C._dispatch_get_all_op_names() if name.startswith("ndops::")]
+    missing = [name for name in names
+               if not torch._C._dispatch_has_kernel_for_dispatch_key(name, "CUDA")]
+    assert names and not missing, f"ops without a CUDA kernel: {missing}"

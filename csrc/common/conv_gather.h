@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "common/nd_index.h"
 #include "common/pad_index.h"
 
 namespace ndops {
@@ -61,6 +62,37 @@ C10_HOST_DEVICE inline int64_t lead_source_offset(const int64_t* out_coords,
     offset += s * strides[d];
   }
   return offset;
+}
+
+// Calls f(t, k) for every (leading output position t in [first, first + count), linear tap k)
+// whose gather reads the leading input coordinates `coords`: every combination of one reader
+// per gathered dim, in a fixed order. Dim d's readers of coordinate j are the entries
+// e = o * kernel[d] + k listed in table[table[lead_at[d] + j]], ..., table[table[lead_at[d] +
+// j + 1] - 1] (ConvReaders, common/conv_plan.h). `scratch` holds 3 * lead values.
+template <typename F>
+C10_HOST_DEVICE inline void for_each_lead_reader(const int64_t* coords, int lead,
+                                                 const int64_t* table, const int64_t* lead_at,
+                                                 const int64_t* kernel, const int64_t* out_sizes,
+                                                 int64_t first, int64_t count, int64_t* scratch,
+                                                 const F& f) {
+  int64_t* from = scratch;
+  int64_t* counts = scratch + lead;
+  int64_t* pick = scratch + 2 * lead;
+  for (int d = 0; d < lead; ++d) {
+    from[d] = table[lead_at[d] + coords[d]];
+    counts[d] = table[lead_at[d] + coords[d] + 1] - from[d];
+    if (counts[d] == 0) return;  // no (o, k) of dim d reads this coordinate
+    pick[d] = 0;
+  }
+  do {
+    int64_t t = 0, k = 0;
+    for (int d = 0; d < lead; ++d) {
+      const int64_t e = table[from[d] + pick[d]];
+      t = t * out_sizes[d] + e / kernel[d];
+      k = k * kernel[d] + e % kernel[d];
+    }
+    if (t >= first && t < first + count) f(t, k);
+  } while (advance_index(pick, counts, lead));
 }
 
 // Row-major linear index, over `in_sizes`, of the input voxel that the voxel at `coords` of

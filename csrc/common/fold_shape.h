@@ -69,4 +69,46 @@ inline FoldGeometry fold_geometry(const char* op, const char* size_name, c10::In
   return g;
 }
 
+// unfold_nd's geometry, its input checked: (B, C, *spatial) with at least one spatial dim.
+inline FoldGeometry unfold_geometry(c10::IntArrayRef input_sizes, c10::IntArrayRef kernel,
+                                    c10::IntArrayRef dilation, c10::IntArrayRef padding,
+                                    c10::IntArrayRef stride) {
+  const char* op = "ndops::unfold_nd";
+  TORCH_CHECK(input_sizes.size() >= 3, op, ": input must have shape (B, C, *spatial) with at ",
+              "least one spatial dim, got ", input_sizes);
+  return fold_geometry(op, "input spatial size", input_sizes.slice(2), kernel, dilation, padding,
+                       stride);
+}
+
+// unfold_nd's output sizes: (B, C * taps, L).
+inline std::vector<int64_t> unfold_output_sizes(c10::IntArrayRef input_sizes,
+                                                const FoldGeometry& g) {
+  return {input_sizes[0], input_sizes[1] * g.taps, g.length};
+}
+
+// fold_nd's geometry, its input (B, C * taps, L) checked against it.
+inline FoldGeometry fold_nd_geometry(c10::IntArrayRef input_sizes, c10::IntArrayRef output_size,
+                                     c10::IntArrayRef kernel, c10::IntArrayRef dilation,
+                                     c10::IntArrayRef padding, c10::IntArrayRef stride) {
+  const char* op = "ndops::fold_nd";
+  TORCH_CHECK(input_sizes.size() == 3, op, ": input must have shape (B, C * prod(kernel_size), ",
+              "L), got ", input_sizes);
+  FoldGeometry g =
+      fold_geometry(op, "output_size", output_size, kernel, dilation, padding, stride);
+  TORCH_CHECK(input_sizes[1] % g.taps == 0, op, ": input's dimension 1 must be a multiple of ",
+              "prod(kernel_size) = ", g.taps, ", got ", input_sizes);
+  TORCH_CHECK(input_sizes[2] == g.length, op, ": input's dimension 2 (L) must match the number ",
+              "of sliding blocks ", g.length, " (", c10::IntArrayRef(g.blocks), "), got ",
+              input_sizes);
+  return g;
+}
+
+// fold_nd's output sizes: (B, C, *output_size).
+inline std::vector<int64_t> fold_output_sizes(c10::IntArrayRef input_sizes,
+                                              const FoldGeometry& g) {
+  std::vector<int64_t> sizes{input_sizes[0], input_sizes[1] / g.taps};
+  sizes.insert(sizes.end(), g.size.begin(), g.size.end());
+  return sizes;
+}
+
 }  // namespace ndops

@@ -1,4 +1,4 @@
-// CPU kernels of conv_nd and _conv_nd_backward (schemas: csrc/ndops.cpp; memory passes:
+// CPU and CUDA kernels of conv_nd and _conv_nd_backward (schemas: csrc/ndops.cpp; memory passes:
 // csrc/cpu/conv_gather.{h,cpp}; index math: csrc/common/conv_gather.h).
 //
 // An N-d conv is ONE native conv (oneDNN) over the inner N - L dims per chunk: the taps of the
@@ -315,7 +315,7 @@ ConvGrads gathered_conv_backward(const char* op, const at::Tensor& grad_output,
   const at::Tensor w = convolve && !native_only ? inner_weight(weight, plan, inner) : weight;
   // The weight gradient of the native conv on conv_weight_grad.cpp's kernel, where it applies.
   const bool own_weight_grad =
-      convolve && need_weight && !native_only &&
+      convolve && need_weight && !native_only && weight.is_cpu() &&
       channels_last_weight_grad_applies(weight.scalar_type(),
                                         plan.gathered_channels() / args.groups);
   const int64_t positions = native_only ? 1 : plan.lead_positions;
@@ -388,16 +388,16 @@ ConvGrads gathered_conv_backward(const char* op, const at::Tensor& grad_output,
 
 namespace {
 
-at::Tensor conv_nd_cpu(const at::Tensor& input, const at::Tensor& weight,
-                       const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                       c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
-                       c10::string_view padding_mode) {
+at::Tensor conv_nd_kernel(const at::Tensor& input, const at::Tensor& weight,
+                          const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                          c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
+                          c10::string_view padding_mode) {
   return conv_forward("conv_nd", input, weight, bias,
                       {stride, padding, dilation, groups, padding_mode}, ConvEpilogue{}, false)
       .out;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_nd_backward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_nd_backward_kernel(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
     int64_t groups, std::array<bool, 3> output_mask, c10::string_view padding_mode) {
@@ -407,10 +407,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_nd_backward_cpu(
   return {grads.input, grads.weight, grads.bias};
 }
 
+void register_conv(torch::Library& m) {
+  m.impl("conv_nd", &conv_nd_kernel);
+  m.impl("_conv_nd_backward", &conv_nd_backward_kernel);
+}
+
 }  // namespace
 }  // namespace ndops
 
-TORCH_LIBRARY_IMPL(ndops, CPU, m) {
-  m.impl("conv_nd", &ndops::conv_nd_cpu);
-  m.impl("_conv_nd_backward", &ndops::conv_nd_backward_cpu);
-}
+// One kernel per op for CPU and CUDA tensors: only the memory passes differ by device
+// (csrc/cpu/conv_gather.h); the direct kernel and conv_weight_grad.cpp's run on the CPU alone.
+TORCH_LIBRARY_IMPL(ndops, CPU, m) { ndops::register_conv(m); }
+#if defined(NDOPS_WITH_CUDA)
+TORCH_LIBRARY_IMPL(ndops, CUDA, m) { ndops::register_conv(m); }
+#endif

@@ -1,6 +1,7 @@
 // CPU moves between conv_nd's output layout (B, C_out, *lead_out, *inner_out) and the native
 // conv's (B * lead positions, C_out, *inner_out), with the activation epilogue fused in
-// (declared in csrc/cpu/conv_gather.h; activation math: csrc/common/activation.h).
+// (declared in csrc/cpu/conv_gather.h; activation math: csrc/common/activation.h). The entry
+// points hand CUDA tensors to csrc/cuda/conv_epilogue.cu.
 //
 // Each task moves one plane (a tile of voxels x all channels). With an activation, the tile
 // first lands channels-last in a scratch buffer that stays in L1, where act (forward) or
@@ -10,32 +11,20 @@
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 
-#include <type_traits>
 #include <vector>
 
 #include "common/activation.h"
+#include "common/activation_dispatch.h"
 #include "common/nd_index.h"
 #include "cpu/conv_gather.h"
 #include "cpu/conv_planes.h"
 
+#if defined(NDOPS_WITH_CUDA)
+#include "cuda/conv_passes.h"
+#endif
+
 namespace ndops {
 namespace {
-
-template <Activation kAct>
-using ActivationTag = std::integral_constant<Activation, kAct>;
-
-// body(ActivationTag<act>{}) with the runtime activation as a compile-time one.
-template <typename Body>
-void dispatch_activation(Activation act, const Body& body) {
-  switch (act) {
-    case Activation::kNone: return body(ActivationTag<Activation::kNone>{});
-    case Activation::kRelu: return body(ActivationTag<Activation::kRelu>{});
-    case Activation::kLeakyRelu: return body(ActivationTag<Activation::kLeakyRelu>{});
-    case Activation::kSilu: return body(ActivationTag<Activation::kSilu>{});
-    case Activation::kGelu: return body(ActivationTag<Activation::kGelu>{});
-    case Activation::kGeluTanh: return body(ActivationTag<Activation::kGeluTanh>{});
-  }
-}
 
 // The tasks of a move: (entry b * count + i, tile of voxels). offsets(task) gives the
 // plane's first element on the native side and, for each of `lead_side` strides, on that side.
@@ -146,27 +135,17 @@ void pack_kernel(const scalar_t* grad, const CollapsedStrides& gs, const scalar_
   }
 }
 
-// body(ActivationTag, scalar_t tag) for the epilogue's activation and `dtype`: complex types
-// only without an activation.
-template <typename Body>
-void dispatch_epilogue(const ConvEpilogue& epilogue, at::ScalarType dtype, const Body& body) {
-  if (epilogue.activation == Activation::kNone) {
-    AT_DISPATCH_FLOATING_AND_COMPLEX_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "conv_nd", [&] {
-      body(ActivationTag<Activation::kNone>{}, scalar_t(0));
-    });
-    return;
-  }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "conv_nd_activation", [&] {
-    dispatch_activation(epilogue.activation, [&](auto act) { body(act, scalar_t(0)); });
-  });
-}
-
 }  // namespace
 
 void unpack_positions(const at::Tensor& native, const ConvPlan& plan, int64_t first,
                       int64_t count, const ConvEpilogue& epilogue, at::Tensor& out,
                       const at::Tensor& pre_activation) {
   RECORD_FUNCTION("ndops::conv_nd::unpack_positions", {});
+#if defined(NDOPS_WITH_CUDA)
+  if (native.is_cuda()) {
+    return cuda::unpack_positions(native, plan, first, count, epilogue, out, pre_activation);
+  }
+#endif
   const CollapsedStrides ns = collapsed_or_fail(native, 0, "the native conv's output");
   const CollapsedStrides os = collapsed_or_fail(out, plan.lead, "the output");
   const bool pre = pre_activation.defined();
@@ -185,6 +164,12 @@ void pack_positions(const at::Tensor& grad_output, const at::Tensor& activation_
                     const ConvPlan& plan, int64_t first, int64_t count,
                     const ConvEpilogue& epilogue, at::Tensor& packed, at::Tensor& bias_grad) {
   RECORD_FUNCTION("ndops::conv_nd::pack_positions", {});
+#if defined(NDOPS_WITH_CUDA)
+  if (grad_output.is_cuda()) {
+    return cuda::pack_positions(grad_output, activation_input, plan, first, count, epilogue,
+                                packed, bias_grad);
+  }
+#endif
   const CollapsedStrides gs = collapsed_or_fail(grad_output, plan.lead, "grad_output");
   const CollapsedStrides ns = collapsed_or_fail(packed, 0, "the packed grad_output");
   const bool act = epilogue.activation != Activation::kNone;

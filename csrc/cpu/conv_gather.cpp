@@ -1,5 +1,5 @@
 // CPU memory passes of conv_nd (declared in csrc/cpu/conv_gather.h; index math in
-// csrc/common/conv_gather.h).
+// csrc/common/conv_gather.h). The entry points hand CUDA tensors to csrc/cuda/conv_gather.cu.
 //
 // Every pass moves 2-D planes (voxels x channels) between a (B, C, *spatial) tensor, whose
 // inner dims collapse into one voxel stride (channels-first or channels-last), and the
@@ -18,6 +18,10 @@
 #include "common/conv_gather.h"
 #include "common/nd_index.h"
 #include "cpu/conv_planes.h"
+
+#if defined(NDOPS_WITH_CUDA)
+#include "cuda/conv_passes.h"
+#endif
 
 namespace ndops {
 namespace {
@@ -43,76 +47,37 @@ void tap_offsets(const ConvPlan& plan, const std::vector<int64_t>& lead_strides,
   }
 }
 
-// A map from entries to targets (entry e -> source[e], -1: none) inverted: the entries that
-// map to target j are list[begin[j], begin[j + 1]), in increasing order.
-struct Inverse {
-  std::vector<int64_t> begin, list;
-};
-
-Inverse invert(const int64_t* source, int64_t entries, int64_t targets) {
-  Inverse inv;
-  inv.begin.assign(targets + 1, 0);
-  for (int64_t e = 0; e < entries; ++e) {
-    if (source[e] >= 0) ++inv.begin[source[e] + 1];
-  }
-  for (int64_t j = 0; j < targets; ++j) inv.begin[j + 1] += inv.begin[j];
-  inv.list.resize(inv.begin.back());
-  std::vector<int64_t> cursor(inv.begin.begin(), inv.begin.end() - 1);
-  for (int64_t e = 0; e < entries; ++e) {
-    if (source[e] >= 0) inv.list[cursor[source[e]]++] = e;
-  }
-  return inv;
-}
-
 // The (leading output position t, linear tap k) pairs that read each leading input position,
-// from the per-dim inverses of plan.source.
+// from the per-dim inverses of plan.source (conv_readers; the walk: for_each_lead_reader,
+// which the CUDA scatter shares). With pad_inner it also holds the inner copies' inverse.
 class LeadReaders {
  public:
-  explicit LeadReaders(const ConvPlan& plan) : plan_(plan) {
-    for (int d = 0; d < plan.lead; ++d) {
-      per_dim_.push_back(invert(plan.source.data() + plan.source_begin[d],
-                                plan.out_sizes[d] * plan.kernel[d], plan.in_sizes[d]));
-    }
-    position_strides_.resize(plan.lead);
-    tap_strides_.resize(plan.lead);
-    contiguous_strides(plan.out_sizes.data(), plan.lead, position_strides_.data());
-    contiguous_strides(plan.kernel.data(), plan.lead, tap_strides_.data());
-  }
+  explicit LeadReaders(const ConvPlan& plan) : plan_(plan), readers_(conv_readers(plan)) {}
 
   // Per-thread scratch of for_each; coords holds the unravelled input position afterwards.
   struct Scratch {
-    explicit Scratch(int lead) : coords(lead), first(lead), counts(lead), pick(lead) {}
-    std::vector<int64_t> coords, first, counts, pick;
+    explicit Scratch(int lead) : coords(lead), walk(3 * lead) {}
+    std::vector<int64_t> coords, walk;
   };
 
   // f(t, k) for every reader of input position `s` (linear) with first <= t < first + count,
   // in a fixed order.
   template <typename F>
   void for_each(int64_t s, int64_t first, int64_t count, Scratch& w, const F& f) const {
-    const int lead = plan_.lead;
-    unravel_index(s, plan_.in_sizes.data(), lead, w.coords.data());
-    for (int d = 0; d < lead; ++d) {
-      w.first[d] = per_dim_[d].begin[w.coords[d]];
-      w.counts[d] = per_dim_[d].begin[w.coords[d] + 1] - w.first[d];
-      if (w.counts[d] == 0) return;  // no (o, k) of dim d reads this coordinate
-    }
-    std::fill(w.pick.begin(), w.pick.end(), 0);
-    // Every combination of one reader per dim is a (position, tap) that gathered s.
-    do {
-      int64_t t = 0, k = 0;
-      for (int d = 0; d < lead; ++d) {
-        const int64_t e = per_dim_[d].list[w.first[d] + w.pick[d]];
-        t += e / plan_.kernel[d] * position_strides_[d];
-        k += e % plan_.kernel[d] * tap_strides_[d];
-      }
-      if (t >= first && t < first + count) f(t, k);
-    } while (advance_index(w.pick.data(), w.counts.data(), lead));
+    unravel_index(s, plan_.in_sizes.data(), plan_.lead, w.coords.data());
+    for_each_lead_reader(w.coords.data(), plan_.lead, readers_.table.data(),
+                         readers_.lead_at.data(), plan_.kernel.data(), plan_.out_sizes.data(),
+                         first, count, w.walk.data(), f);
   }
+
+  // The gathered voxels that copy inner input voxel v (pad_inner): [begin, end) of copy().
+  int64_t copies_begin(int64_t v) const { return readers_.table[readers_.copies_at + v]; }
+  int64_t copies_end(int64_t v) const { return readers_.table[readers_.copies_at + v + 1]; }
+  int64_t copy(int64_t i) const { return readers_.table[i]; }
 
  private:
   const ConvPlan& plan_;
-  std::vector<Inverse> per_dim_;
-  std::vector<int64_t> position_strides_, tap_strides_;
+  ConvReaders readers_;
 };
 
 // Output-major gather: per (entry, tile of gathered voxels), every tap's block. Used with
@@ -231,10 +196,6 @@ void scatter_kernel(const scalar_t* grad, const CollapsedStrides& gs, const Conv
   const int64_t tiles = ceil_div(voxels, tile);
   const int64_t lead_in = product(c10::IntArrayRef(plan.in_sizes).slice(0, lead));
   const LeadReaders readers(plan);
-  // With pad_inner: the gathered voxels that copy each input voxel.
-  const Inverse copies = plan.pad_inner ? invert(plan.inner_source.data(),
-                                                 plan.gathered_voxels, voxels)
-                                        : Inverse{};
   at::parallel_for(0, plan.batch * lead_in * tiles, 1, [&](int64_t begin, int64_t end) {
     LeadReaders::Scratch work(lead);
     std::vector<acc_t> acc(tile * channels);  // acc[v * channels + c]
@@ -254,8 +215,8 @@ void scatter_kernel(const scalar_t* grad, const CollapsedStrides& gs, const Conv
             add_voxel(acc_row, src + (v0 + v) * gs.voxel, gs.channel, k, plan);
             continue;
           }
-          for (int64_t i = copies.begin[v0 + v]; i < copies.begin[v0 + v + 1]; ++i) {
-            add_voxel(acc_row, src + copies.list[i] * gs.voxel, gs.channel, k, plan);
+          for (int64_t i = readers.copies_begin(v0 + v); i < readers.copies_end(v0 + v); ++i) {
+            add_voxel(acc_row, src + readers.copy(i) * gs.voxel, gs.channel, k, plan);
           }
         }
       });
@@ -382,7 +343,6 @@ ConvPlan make_conv_plan(const char* op, const at::Tensor& input, const at::Tenso
 }
 
 CollapsedStrides collapsed_or_fail(const at::Tensor& t, int lead, const char* what) {
-  TORCH_INTERNAL_ASSERT(t.device().is_cpu(), "ndops::conv_nd: ", what, " is not on the CPU");
   auto strides = collapse_inner(t, lead);
   TORCH_INTERNAL_ASSERT(strides.has_value(), "ndops::conv_nd: ", what,
                         " has inner dims that do not collapse");
@@ -408,6 +368,9 @@ std::optional<CollapsedStrides> collapse_inner(const at::Tensor& t, int lead) {
 void gather_taps(const at::Tensor& input, const ConvPlan& plan, int64_t first, int64_t count,
                  at::Tensor& gathered) {
   RECORD_FUNCTION("ndops::conv_nd::gather_taps", {});
+#if defined(NDOPS_WITH_CUDA)
+  if (input.is_cuda()) return cuda::gather_taps(input, plan, first, count, gathered);
+#endif
   const CollapsedStrides is = collapsed_or_fail(input, plan.lead, "input");
   AT_DISPATCH_FLOATING_AND_COMPLEX_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "conv_nd_gather", [&] {
@@ -422,6 +385,11 @@ void scatter_taps(const at::Tensor& grad_gathered, const ConvPlan& plan, int64_t
                   int64_t count, at::Tensor& grad_input, bool accumulate,
                   const at::Tensor& initial) {
   RECORD_FUNCTION("ndops::conv_nd::scatter_taps", {});
+#if defined(NDOPS_WITH_CUDA)
+  if (grad_gathered.is_cuda()) {
+    return cuda::scatter_taps(grad_gathered, plan, first, count, grad_input, accumulate, initial);
+  }
+#endif
   const CollapsedStrides gs = collapsed_or_fail(grad_gathered, 0, "the gathered gradient");
   const CollapsedStrides os = collapsed_or_fail(grad_input, plan.lead, "grad_input");
   const at::Tensor init = initial.defined() && !accumulate ? initial.contiguous() : initial;

@@ -3,46 +3,24 @@
 // of the gathered gradient written as a gather (csrc/cpu/conv_gather.cpp), and the moves of
 // outputs and output gradients between the (B, C_out, *lead, *inner) layout and the native
 // conv's (B * lead, C_out, *inner), with the bias + activation epilogue fused in
-// (csrc/cpu/conv_epilogue.cpp).
+// (csrc/cpu/conv_epilogue.cpp). The passes take CPU and CUDA tensors (the CUDA ones run
+// csrc/cuda/conv_passes.h's, in a CUDA build); the plan and its tables: csrc/common/conv_plan.h.
 //
 // Positions along the gathered (leading) dims are linear indices over their row-major
 // extent; a chunk is a range [first, first + count) of leading output positions, batch entry
 // b * count + (t - first) of the native conv.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <optional>
 #include <string_view>
 #include <vector>
 
-#include "common/activation.h"
-#include "common/pad_index.h"
+#include "common/conv_plan.h"
 
 namespace ndops {
-
-struct ConvPlan {
-  int ndim = 0;  // N, spatial dims
-  int lead = 0;  // L, the leading dims whose taps are gathered into channels
-  PadMode mode = PadMode::kConstant;
-  int64_t batch = 0, in_channels = 0, out_channels = 0, groups = 1, group_channels = 0;
-  std::vector<int64_t> in_sizes, out_sizes, kernel, stride, pad_left, pad_right, dilation;
-  int64_t taps = 1;            // product of kernel[0, L)
-  int64_t lead_positions = 1;  // product of out_sizes[0, L)
-  int64_t inner_in_voxels = 1, inner_out_voxels = 1;  // products of [L, N) of in / out sizes
-  // conv_tap_source (common/conv_gather.h) of every (o, k) of gathered dim d, at
-  // source_begin[d] + o * kernel[d] + k (zero padding: -1).
-  std::vector<int64_t> source, source_begin;
-  // The native conv pads the inner dims itself when the padding is symmetric zeros; else
-  // (pad_inner) the gather pads them too: the gathered buffer's inner extent is the padded
-  // one and inner_source holds padded_voxel_source of each of its voxels.
-  bool pad_inner = false;
-  std::vector<int64_t> gathered_inner_sizes, inner_source;
-  int64_t gathered_voxels = 1;
-
-  int64_t gathered_channels() const { return in_channels * taps; }
-};
 
 // Checks the arguments (the second line of defence after ndops.functional.conv_nd) and plans
 // a call gathering `lead` leading dims (max(N - 3, 0) <= lead < N). padding: N entries (both
@@ -53,12 +31,8 @@ ConvPlan make_conv_plan(const char* op, const at::Tensor& input, const at::Tenso
                         c10::IntArrayRef dilation, int64_t groups,
                         std::string_view padding_mode, int lead);
 
-// Strides of a (B, C, *lead, *inner) tensor with the inner dims collapsed into one voxel
-// index, or nullopt when they do not collapse (a non-uniform stride).
-struct CollapsedStrides {
-  int64_t batch = 0, channel = 0, voxel = 0;
-  std::vector<int64_t> lead;
-};
+// Strides of t with its inner dims collapsed (CollapsedStrides), or nullopt when they do not
+// collapse (a non-uniform stride).
 std::optional<CollapsedStrides> collapse_inner(const at::Tensor& t, int lead);
 
 // gathered (B * count, C * taps, *gathered_inner_sizes): channel gathered_channel(g, k) + c
@@ -77,11 +51,6 @@ void scatter_taps(const at::Tensor& grad_gathered, const ConvPlan& plan, int64_t
                   int64_t count, at::Tensor& grad_input, bool accumulate,
                   const at::Tensor& initial);
 
-// The pointwise epilogue of the native conv's output z (its bias included): act(z).
-struct ConvEpilogue {
-  Activation activation = Activation::kNone;
-  double negative_slope = 0.0;
-};
 
 // out[b, :, first + i] = act(native[b * count + i]) (out: (B, C_out, *lead_out,
 // *inner_out)); when `pre_activation` is defined (same layout as out), it receives z.

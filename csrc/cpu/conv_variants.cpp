@@ -1,4 +1,4 @@
-// CPU kernels of conv_bias_act_nd and conv_transpose_nd and their backward ops (schemas:
+// CPU and CUDA kernels of conv_bias_act_nd and conv_transpose_nd and their backward ops (schemas:
 // csrc/ndops.cpp), both built on the gathered conv engine of csrc/cpu/conv.h.
 //
 // conv_bias_act_nd: act(conv + bias), the activation applied while the native conv's output
@@ -41,7 +41,7 @@ bool needs_pre_activation(Activation act, double negative_slope) {
          act == Activation::kGeluTanh || (act == Activation::kLeakyRelu && negative_slope < 0);
 }
 
-std::tuple<at::Tensor, at::Tensor> conv_bias_act_nd_cpu(
+std::tuple<at::Tensor, at::Tensor> conv_bias_act_nd_kernel(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
     int64_t groups, c10::string_view activation, double negative_slope,
@@ -55,7 +55,7 @@ std::tuple<at::Tensor, at::Tensor> conv_bias_act_nd_cpu(
   return {outputs.out, outputs.pre_activation};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_bias_act_nd_backward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_bias_act_nd_backward_kernel(
     const at::Tensor& grad_output, const at::Tensor& output, const at::Tensor& pre_activation,
     const at::Tensor& input, const at::Tensor& weight, c10::IntArrayRef stride,
     c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
@@ -126,10 +126,10 @@ at::Tensor grown_input(const at::Tensor& input, const AdjointConv& adjoint) {
 
 bool gathers(const at::Tensor& weight) { return weight.dim() - 2 > 3; }
 
-at::Tensor conv_transpose_nd_cpu(const at::Tensor& input, const at::Tensor& weight,
-                                 const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                                 c10::IntArrayRef padding, c10::IntArrayRef output_padding,
-                                 int64_t groups, c10::IntArrayRef dilation) {
+at::Tensor conv_transpose_nd_kernel(const at::Tensor& input, const at::Tensor& weight,
+                                    const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                                    c10::IntArrayRef padding, c10::IntArrayRef output_padding,
+                                    int64_t groups, c10::IntArrayRef dilation) {
   const AdjointConv adjoint =
       adjoint_conv(input, weight, stride, padding, output_padding, groups, dilation);
   if (!gathers(weight)) {
@@ -149,7 +149,7 @@ at::Tensor conv_transpose_nd_cpu(const at::Tensor& input, const at::Tensor& weig
       .input;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_transpose_nd_backward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_transpose_nd_backward_kernel(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
     c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef output_padding,
     int64_t groups, c10::IntArrayRef dilation, std::array<bool, 3> output_mask) {
@@ -185,12 +185,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_transpose_nd_backward_cpu(
   return {grad_input, grad_weight, grad_bias};
 }
 
+void register_conv_variants(torch::Library& m) {
+  m.impl("conv_bias_act_nd", &conv_bias_act_nd_kernel);
+  m.impl("_conv_bias_act_nd_backward", &conv_bias_act_nd_backward_kernel);
+  m.impl("conv_transpose_nd", &conv_transpose_nd_kernel);
+  m.impl("_conv_transpose_nd_backward", &conv_transpose_nd_backward_kernel);
+}
+
 }  // namespace
 }  // namespace ndops
 
-TORCH_LIBRARY_IMPL(ndops, CPU, m) {
-  m.impl("conv_bias_act_nd", &ndops::conv_bias_act_nd_cpu);
-  m.impl("_conv_bias_act_nd_backward", &ndops::conv_bias_act_nd_backward_cpu);
-  m.impl("conv_transpose_nd", &ndops::conv_transpose_nd_cpu);
-  m.impl("_conv_transpose_nd_backward", &ndops::conv_transpose_nd_backward_cpu);
-}
+// CPU and CUDA tensors take the same kernels (see csrc/cpu/conv.cpp).
+TORCH_LIBRARY_IMPL(ndops, CPU, m) { ndops::register_conv_variants(m); }
+#if defined(NDOPS_WITH_CUDA)
+TORCH_LIBRARY_IMPL(ndops, CUDA, m) { ndops::register_conv_variants(m); }
+#endif

@@ -244,19 +244,14 @@ void fold_rows(const scalar_t* columns, scalar_t* image, int64_t planes, const F
 at::Tensor unfold_nd_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size,
                          c10::IntArrayRef dilation, c10::IntArrayRef padding,
                          c10::IntArrayRef stride) {
-  const char* op = "ndops::unfold_nd";
-  TORCH_CHECK(input.dim() >= 3, op, ": input must have shape (B, C, *spatial) with at least ",
-              "one spatial dim, got ", input.sizes());
-  const FoldGeometry g = fold_geometry(op, "input spatial size", input.sizes().slice(2),
-                                       kernel_size, dilation, padding, stride);
-  const int64_t planes = input.size(0) * input.size(1);
-  at::Tensor out = at::empty({input.size(0), input.size(1) * g.taps, g.length}, input.options());
+  const FoldGeometry g = unfold_geometry(input.sizes(), kernel_size, dilation, padding, stride);
+  at::Tensor out = at::empty(unfold_output_sizes(input.sizes(), g), input.options());
   if (out.numel() == 0) return out;
   const at::Tensor in = input.contiguous();
   AT_DISPATCH_FLOATING_AND_COMPLEX_TYPES_AND2(
       at::kHalf, at::kBFloat16, in.scalar_type(), "unfold_nd", [&] {
         unfold_rows<scalar_t>(in.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                              planes, at_least_two_dims(g));
+                              input.size(0) * input.size(1), at_least_two_dims(g));
       });
   return out;
 }
@@ -264,26 +259,15 @@ at::Tensor unfold_nd_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size,
 at::Tensor fold_nd_cpu(const at::Tensor& input, c10::IntArrayRef output_size,
                        c10::IntArrayRef kernel_size, c10::IntArrayRef dilation,
                        c10::IntArrayRef padding, c10::IntArrayRef stride) {
-  const char* op = "ndops::fold_nd";
-  TORCH_CHECK(input.dim() == 3, op, ": input must have shape (B, C * prod(kernel_size), L), ",
-              "got ", input.sizes());
   const FoldGeometry g =
-      fold_geometry(op, "output_size", output_size, kernel_size, dilation, padding, stride);
-  TORCH_CHECK(input.size(1) % g.taps == 0, op, ": input's dimension 1 must be a multiple of ",
-              "prod(kernel_size) = ", g.taps, ", got ", input.sizes());
-  TORCH_CHECK(input.size(2) == g.length, op, ": input's dimension 2 (L) must match the number ",
-              "of sliding blocks ", g.length, " (", c10::IntArrayRef(g.blocks), "), got ",
-              input.sizes());
-  const int64_t channels = input.size(1) / g.taps;
-  std::vector<int64_t> out_sizes{input.size(0), channels};
-  out_sizes.insert(out_sizes.end(), output_size.begin(), output_size.end());
-  at::Tensor out = at::empty(out_sizes, input.options());
+      fold_nd_geometry(input.sizes(), output_size, kernel_size, dilation, padding, stride);
+  at::Tensor out = at::empty(fold_output_sizes(input.sizes(), g), input.options());
   if (out.numel() == 0) return out;
   const at::Tensor in = input.contiguous();
   AT_DISPATCH_FLOATING_AND_COMPLEX_TYPES_AND2(
       at::kHalf, at::kBFloat16, in.scalar_type(), "fold_nd", [&] {
         fold_rows<scalar_t>(in.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                            input.size(0) * channels, at_least_two_dims(g));
+                            out.size(0) * out.size(1), at_least_two_dims(g));
       });
   return out;
 }

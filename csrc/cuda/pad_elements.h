@@ -63,14 +63,7 @@ template <typename scalar_t, typename acc_t>
 C10_HOST_DEVICE inline scalar_t pad_backward_element(const scalar_t* grad_out, int64_t i,
                                                      const PadArgs& a, const ReaderArgs& r,
                                                      const int64_t* table) {
-  const int64_t lead = i / a.in_plane;
-  const scalar_t* plane = grad_out + lead * a.out_plane;
-  acc_t sum = acc_t(0);
-  for_each_reader<acc_t>(i - lead * a.in_plane, r, table, nullptr,
-                         [&](int64_t offset, acc_t, int64_t) {
-                           sum += static_cast<acc_t>(plane[offset]);
-                         });
-  return static_cast<scalar_t>(sum);
+  return sum_of_readers<scalar_t, acc_t>(grad_out, i, a.in_plane, a.out_plane, r, table);
 }
 
 }  // namespace cuda

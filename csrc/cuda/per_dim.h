@@ -202,5 +202,21 @@ NDOPS_UNROLL
   }
 }
 
+// Element i of a gradient made of planes of `in_plane` elements, each read by the planes of
+// `out_plane` elements of `grad`: the sum (in acc_t) of every grad element that read it.
+template <typename scalar_t, typename acc_t>
+C10_HOST_DEVICE inline scalar_t sum_of_readers(const scalar_t* grad, int64_t i,
+                                               int64_t in_plane, int64_t out_plane,
+                                               const ReaderArgs& r, const int64_t* table) {
+  const int64_t lead = i / in_plane;
+  const scalar_t* plane = grad + lead * out_plane;
+  acc_t sum = acc_t(0);
+  for_each_reader<acc_t>(i - lead * in_plane, r, table, nullptr,
+                         [&](int64_t offset, acc_t, int64_t) {
+                           sum += static_cast<acc_t>(plane[offset]);
+                         });
+  return static_cast<scalar_t>(sum);
+}
+
 }  // namespace cuda
 }  // namespace ndops
