@@ -14,6 +14,7 @@ import torch
 
 import ndops
 from ndops import _ext
+from opcheck_samples import sample_arguments
 
 FAMILIES = ["pad", "interpolate", "batch_norm", "pool", "conv", "fold"]
 SAMPLES = {family: importlib.import_module(f"opcheck_samples.{family}").SAMPLES
@@ -240,15 +241,8 @@ OPCHECK = [(family, op, i) for family in FAMILIES for op, samples in SAMPLES[fam
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["no_grad", "grad"])
 @pytest.mark.parametrize("family,op,index", OPCHECK, ids=[f"{op}-{i}" for _, op, i in OPCHECK])
 def test_opcheck_cuda(family, op, index, requires_grad):
-    args = [a.cuda() if isinstance(a, torch.Tensor) else a
-            for a in SAMPLES[family][op][index]()]
-    if requires_grad:
-        floating = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]
-        if not floating:
-            pytest.skip("sample has no floating-point tensor")
-        for a in floating:
-            a.requires_grad_(True)
-    torch.library.opcheck(getattr(torch.ops.ndops, op).default, tuple(args))
+    args = sample_arguments(SAMPLES[family][op][index], requires_grad, device="cuda")
+    torch.library.opcheck(getattr(torch.ops.ndops, op).default, args)
 
 
 # ---- index spaces past 2^31 elements ---------------------------------------------------------
