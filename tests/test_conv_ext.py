@@ -402,3 +402,16 @@ def test_conv_transpose_layouts_chunks_and_gradgradcheck(monkeypatch):
     with ndops.backend("ext"):
         fn = lambda *t: ndops.conv_transpose_nd(*t, **small)  # noqa: E731
         assert torch.autograd.gradgradcheck(fn, (xs, ws, bs), fast_mode=True)
+
+
+def test_default_hands_the_shapes_where_ext_loses_to_the_fallback():
+    from ndops.functional.conv import _conv_backend
+    x = torch.randn(1, 64, 3, 3, 3, 3)
+    assert _conv_backend("conv_nd", 4, x, torch.randn(64, 64, 3, 3, 3, 3), (1,) * 4) == "fallback"
+    stem = torch.randn(1, 1, 12, 12, 12, 12)
+    assert _conv_backend("conv_nd", 4, stem, torch.randn(8, 1, 3, 3, 3, 3), (2,) * 4) == "fallback"
+    assert _conv_backend("conv_nd", 4, stem, torch.randn(8, 1, 3, 3, 3, 3), (1,) * 4) == "ext"
+    wide = torch.randn(1, 8, 12, 12, 12, 12)
+    assert _conv_backend("conv_nd", 4, wide, torch.randn(8, 8, 3, 3, 3, 3), (2,) * 4) == "ext"
+    with ndops.backend("ext"):  # a forced backend is always honoured
+        assert _conv_backend("conv_nd", 4, x, torch.randn(64, 64, 3, 3, 3, 3), (1,) * 4) == "ext"

@@ -119,6 +119,24 @@ def _kernel_padding(symmetric, extra):
     return [v for p, e in zip(symmetric, extra) for v in (p, p + e)]
 
 
+def _conv_backend(op, n, x, weight, stride):
+    """``_backend.choose`` for conv_nd, with the shapes where the compiled CPU kernel loses to
+    the fallback at N >= 4 handed to the fallback when no backend is forced. Measured
+    2026-11-22 (BENCHMARKS.md, 2 threads, quiet), ext / fallback time:
+    * weights larger than the input (deep layers of a small volume, where the compiled path
+      re-packs the whole weight each call): B1 C64->128 6^4 k3 s2 fwd 2.1x, fwd+bwd 4.8x slower;
+      a 4-D ResNet-18 forward 2x slower by default than with this rule;
+    * strided convs of 1-2 input channels per group (stems: the direct kernel is written for
+      unit stride): C1->64 24^4 k7 s2 and k3 s2 1.3-1.7x slower; C1->8 32^4 k3 s2 fwd+bwd 1.2x.
+    Strided convs with more channels stay compiled (C8-C32 k3 s2: 1.3-1.8x faster)."""
+    impl = _backend.choose(op, n, x.device)
+    if impl != "ext" or _backend.forced_backend() is not None or x.device.type != "cpu":
+        return impl
+    big_weight = weight.numel() > x.numel()
+    strided_stem = weight.shape[1] <= 2 and any(s > 1 for s in stride)
+    return "fallback" if big_weight or strided_stem else impl
+
+
 def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             spatial_dims=None):
     """N-d convolution: ``F.conv1d/2d/3d`` for any number N of spatial dims.
@@ -133,7 +151,7 @@ def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     n, batched, stride, dilation, symmetric, extra = _conv_arguments(
         op, input, weight, bias, stride, padding, dilation, groups, spatial_dims)
     x = _args.with_batch(input, batched)
-    impl = _backend.choose(op, n, input.device)
+    impl = _conv_backend(op, n, x, weight, stride)
     if impl == "native":
         torch_padding = padding if isinstance(padding, str) else symmetric
         out = getattr(F, f"conv{n}d")(x, weight, bias, stride, torch_padding, dilation, groups)
