@@ -145,3 +145,14 @@ def test_readme_models_example_runs(tmp_path, monkeypatch):
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["samples"].shape == (4, 1, 8, 8)
     assert (tmp_path / "ckpt" / "config.json").exists()
+
+
+def test_gpu_check_rejects_bad_options_and_stops_clearly_without_a_gpu():
+    script = os.path.join(ROOT, "benchmarks", "gpu_check")
+    bad = subprocess.run([script, "--bogus"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown option '--bogus'" in bad.stderr
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: gpu_check would build and run for real")
+    result = subprocess.run([script, "--quick"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "CPU build" in result.stderr or "is_available() is False" in result.stderr
