@@ -11,7 +11,7 @@ import threading
 
 import torch
 
-from ._ext import has_extension
+from ._ext import has_kernel, op_names
 
 BACKENDS = ("native", "ext", "fallback")
 
@@ -22,13 +22,9 @@ _forced = threading.local()
 
 def _ext_kernels():
     """{(op, device_type)} for every compiled kernel, read once at import (compile-friendly)."""
-    if not has_extension():
-        return frozenset()
-    ops = [name.split("::", 1)[1] for name in torch._C._dispatch_get_all_op_names()
-           if name.startswith("ndops::")]
-    return frozenset((op, device_type) for op in ops
+    return frozenset((op, device_type) for op in op_names()
                      for device_type, key in (("cpu", "CPU"), ("cuda", "CUDA"))
-                     if torch._C._dispatch_has_kernel_for_dispatch_key(f"ndops::{op}", key))
+                     if has_kernel(op, key))
 
 
 _EXT_KERNELS = _ext_kernels()

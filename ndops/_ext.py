@@ -66,12 +66,24 @@ def has_ext_op(name: str) -> bool:
     return True
 
 
+def op_names():
+    """Names (without the ``ndops::`` namespace) of every op the extension registered; empty
+    when it is not loaded."""
+    if _LOAD_ERROR is not None:
+        return []
+    return sorted(name.split("::", 1)[1] for name in torch._C._dispatch_get_all_op_names()
+                  if name.startswith("ndops::"))
+
+
+def has_kernel(op: str, dispatch_key: str) -> bool:
+    """True when ``torch.ops.ndops.<op>`` has a kernel for ``dispatch_key`` ("CPU", "CUDA")."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"ndops::{op}", dispatch_key)
+
+
 def ops_without_kernel(dispatch_key: str = "CUDA"):
     """Sorted names of the ``torch.ops.ndops`` ops that have no kernel registered for
     ``dispatch_key`` ("CPU", "CUDA"); empty when every op has one. Raises RuntimeError when the
     extension is not loaded (there is nothing to check)."""
     if _LOAD_ERROR is not None:
         raise RuntimeError(f"ndops: the extension ndops._C is not loaded ({_LOAD_ERROR})")
-    names = [name for name in torch._C._dispatch_get_all_op_names() if name.startswith("ndops::")]
-    return sorted(name.split("::", 1)[1] for name in names
-                  if not torch._C._dispatch_has_kernel_for_dispatch_key(name, dispatch_key))
+    return [op for op in op_names() if not has_kernel(op, dispatch_key)]

@@ -101,18 +101,13 @@ def relative_error(result, reference):
     return worst
 
 
-def _limit_for(unit, limits):
-    if unit == "GFLOP/s":
-        return limits["gemm"]["gflops"]
-    if unit == "GB/s":
-        return limits["copy"]["gbps"]
-    return None
-
-
 def apply_limits(rows, limits):
-    """Set each row's limit and % of it from ``limits`` (final limits, measured after the rows)."""
+    """Set each row's limit (GEMM peak for GFLOP/s rows, copy bandwidth for GB/s rows) and its
+    % of it from ``limits``: at timing, then again with the final limits measured after the
+    rows."""
     for row in rows:
-        row["limit"] = _limit_for(row["unit"], limits)
+        row["limit"] = {"GFLOP/s": limits["gemm"]["gflops"],
+                        "GB/s": limits["copy"]["gbps"]}.get(row["unit"])
         row["pct_of_limit"] = (100.0 * row["rate"] / row["limit"]
                                if row["rate"] and row["limit"] else None)
 
@@ -121,8 +116,7 @@ def _row(case, method, timing, plan, limits, settings, extra_bytes):
     median = timing.median
     q1, q3 = timing.quartiles
     rate = plan.work / median / 1e9 if plan.work else None
-    limit = _limit_for(plan.unit, limits)
-    return {
+    row = {
         "case": case.name, "id": case.id, "family": case.family,
         "op": getattr(FAMILIES[case.family], "op", None), "n": case.n, "pass": case.passes,
         "shape": list(case.shape), "params": {k: _json_value(v) for k, v in case.params.items()},
@@ -131,13 +125,14 @@ def _row(case, method, timing, plan, limits, settings, extra_bytes):
         "spread_pct": timing.spread_pct, "samples_ms": [1e3 * t for t in timing.samples],
         "warmup": timing.warmup, "other_load_pct": timing.other_load_pct,
         "noisy": timing.noisy(settings.noise_pct),
-        "work": plan.work, "unit": plan.unit, "rate": rate, "limit": limit,
-        "pct_of_limit": 100.0 * rate / limit if rate and limit else None,
+        "work": plan.work, "unit": plan.unit, "rate": rate, "limit": None, "pct_of_limit": None,
         "input_mib": plan.input_bytes / 2 ** 20,
         "extra_memory_mib": None if extra_bytes is None else extra_bytes / 2 ** 20,
         "max_rel_err": None, "mismatch": False, "speedup_vs": {}, "ndops_speedup": None,
         "reference": None,
     }
+    apply_limits([row], limits)
+    return row
 
 
 def run_case(case, methods, settings, limits, on_method=lambda method: None):
