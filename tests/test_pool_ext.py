@@ -166,6 +166,31 @@ def test_long_rows_exercise_vectorized_runs(stride):
         assert_close(avg, F.avg_pool3d(x, k, stride, p, ceil_mode, False))
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_avg_backward_with_unread_elements(n):
+    """Strides larger than the kernel leave input rows, columns and whole slabs that no window
+    reads: the backward (written per input slab) must store zeros there."""
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(2, 3, *(7,) * n, dtype=torch.float64, generator=g)
+    for k, s, p, ceil_mode in [(2, 3, 0, False), (1, 3, 0, True), (3, 4, 1, True)]:
+        fn = lambda t: ndops.avg_pool_nd(t, k, s, p, ceil_mode, False)  # noqa: E731
+        same_as_fallback(fn, x, exact=False, native=n <= 3)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_max_values_only_equals_indexed_values(n):
+    """The values-only forward (no indices wanted) folds in another order than the indexed one:
+    the same values and the same zeros, on ties everywhere."""
+    g = torch.Generator().manual_seed(10 + n)
+    x = torch.randint(-1, 2, (2, 3, *(9,) * n), generator=g).float()
+    x = torch.where(torch.rand(x.shape, generator=g) < 0.5, x, -x)
+    for k, s, p in [(2, 2, 0), (3, 1, 1), (3, 2, 1)]:
+        with_index = ops.max_pool_nd(x, [k] * n, [s] * n, [p] * n, [1] * n, False, True)[0]
+        values = ops.max_pool_nd(x, [k] * n, [s] * n, [p] * n, [1] * n, False, False)[0]
+        assert torch.equal(values, with_index)
+        assert torch.equal(values.signbit(), with_index.signbit())
+
+
 # ---- dtypes and layouts ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])

@@ -9,6 +9,7 @@
 
 #include <c10/macros/Macros.h>
 
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
@@ -78,6 +79,16 @@ C10_HOST_DEVICE inline bool pool_isnan(T v) {
     return false;
   } else {
     return v != v;
+  }
+}
+
+// a == b but with different sign bits: +0 and -0 (integers: never).
+template <typename T>
+C10_HOST_DEVICE inline bool pool_zeros_of_both_signs(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    return false;
+  } else {
+    return (a == b) & (std::signbit(static_cast<float>(a)) != std::signbit(static_cast<float>(b)));
   }
 }
 

@@ -9,8 +9,12 @@
 // For max, step 1 keeps per element the first maximum (or last NaN) over the outer taps and
 // which outer tap it came from; step 2 merges those candidates in inner order with
 // max_pool_prefers_split, which together give exactly torch's row-major rule, indices too.
-// The average's backward runs per (b, c) plane, so no two threads write one element: each
-// output row spreads its shares along the last dim, then adds them to its outer tap rows.
+// Without indices the taps are not tracked (max_row_values: ~1.5x faster), and the rare
+// windows where +0 and -0 tie for the maximum are redone in row-major order.
+// The average's backward runs per (b, c) plane and writes each element of grad_input once:
+// every output row's shares (grad / divisor) are spread along the last dim into a buffer of
+// spread rows, then each input row is stored as the sum of the spread rows of the output rows
+// whose windows read it.
 #include "cpu/pool_engine.h"
 
 #include <ATen/Dispatch.h>
@@ -19,6 +23,7 @@
 #include <c10/macros/Macros.h>
 
 #include <limits>
+#include <numeric>
 #include <type_traits>
 
 #include "common/nd_index.h"
@@ -163,14 +168,46 @@ struct RowBuffers {
 
 // ---- row kernels -----------------------------------------------------------------------------
 
-// Max over one output row's windows, written to out (and flat indices to index, if not
-// null). tap_rows address the row's input rows from `plane`, which is the (b, c) plane
-// `origin` shifted along a run of rows (the indices are relative to origin).
+// Merges the candidates values[i] (from outer taps taps[i], with kTaps) of each window of a row
+// along the last dim, in inner order, into out[x] (and, with kTaps, the winner's outer tap and
+// inner tap into b.best_tap[x], b.best_j[x]). values[i] holds input coordinate span_begin + i.
+template <bool kTaps, typename scalar_t>
+C10_ALWAYS_INLINE void horizontal_max(const scalar_t* values, const int32_t* taps,
+                                      const DimTaps& last, RowBuffers<scalar_t>& b,
+                                      scalar_t* out) {
+  const int64_t lo = last.span_begin, step = last.step;
+  int32_t* best_tap = b.best_tap.data();
+  int32_t* best_j = b.best_j.data();
+  for (int64_t x = 0; x < last.out_size; ++x) {  // windows outside the regular run
+    if (x == last.regular_begin) x = last.regular_end;
+    if (x >= last.out_size) break;
+    const int64_t i = last.first[x] - lo;
+    start_run<1, kTaps>(values + i, taps + i, 1, 1, out + x, best_tap + x, best_j + x);
+    for (int32_t j = 1; j < last.count[x]; ++j) {
+      merge_run<1, kTaps>(values + i + j * step, taps + i + j * step, 1, 1, j, out + x,
+                          best_tap + x, best_j + x);
+    }
+  }
+  with_static_stride(last.regular_stride, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
+    const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
+    const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
+    start_run<kStride(), kTaps>(values + i, taps + i, s, n, out + x0, best_tap + x0,
+                                best_j + x0);
+    for (int32_t j = 1; j < last.regular_count; ++j) {
+      merge_run<kStride(), kTaps>(values + i + j * step, taps + i + j * step, s, n, j, out + x0,
+                                  best_tap + x0, best_j + x0);
+    }
+  });
+}
+
+// Max over one output row's windows, written to out, and flat indices to index. tap_rows
+// address the row's input rows from `plane`, which is the (b, c) plane `origin` shifted along
+// a run of rows (the indices are relative to origin).
 template <typename scalar_t>
 C10_ALWAYS_INLINE void max_row(const scalar_t* origin, const scalar_t* plane,
                                const int64_t* tap_rows, int32_t rows, const DimTaps& last,
                                RowBuffers<scalar_t>& b, scalar_t* out, int64_t* index) {
-  const int64_t lo = last.span_begin, len = last.span_end - lo, step = last.step;
+  const int64_t lo = last.span_begin, len = last.span_end - lo;
   // vertical: per element, the first maximum (last NaN) over the outer taps, in their order
   const scalar_t* values = plane + tap_rows[0] + lo;
   const int32_t* taps = b.zero_tap.data();
@@ -179,37 +216,50 @@ C10_ALWAYS_INLINE void max_row(const scalar_t* origin, const scalar_t* plane,
       auto row = [&](int32_t r) C10_ALWAYS_INLINE_ATTRIBUTE {
         return r < kRows() ? plane + tap_rows[t + r] + lo : nullptr;
       };
-      max_fold<kRows(), kFirst()>(row(0), row(1), row(2), row(3), t, len, b.acc.data(),
-                                  b.tap.data());
+      max_fold<kRows(), kFirst(), true>(row(0), row(1), row(2), row(3), t, len, b.acc.data(),
+                                        b.tap.data());
     });
     values = b.acc.data();
     taps = b.tap.data();
   }
   // horizontal: merge each window's candidates in inner order, straight into `out`
-  int32_t* best_tap = b.best_tap.data();
-  int32_t* best_j = b.best_j.data();
-  for (int64_t x = 0; x < last.out_size; ++x) {  // windows outside the regular run
-    if (x == last.regular_begin) x = last.regular_end;
-    if (x >= last.out_size) break;
-    const int64_t i = last.first[x] - lo;
-    start_run<1>(values + i, taps + i, 1, 1, out + x, best_tap + x, best_j + x);
-    for (int32_t j = 1; j < last.count[x]; ++j) {
-      merge_run<1>(values + i + j * step, taps + i + j * step, 1, 1, j, out + x, best_tap + x,
-                   best_j + x);
-    }
+  horizontal_max<true>(values, taps, last, b, out);
+  flat_indices(tap_rows, b.best_tap.data(), last.first.data(), b.best_j.data(), last.step,
+               plane - origin, last.out_size, index);
+}
+
+// The values alone, without taps to track: per element the maximum over the outer taps, then
+// over each window along the last dim. The value equals torch's first maximum in row-major
+// order except possibly for the sign of a zero, so windows where +0 and -0 tie (flagged by
+// merge_run in best_j) are redone in row-major order.
+template <typename scalar_t>
+C10_ALWAYS_INLINE void max_row_values(const scalar_t* plane, const int64_t* tap_rows,
+                                      int32_t rows, const DimTaps& last,
+                                      RowBuffers<scalar_t>& b, scalar_t* out) {
+  const int64_t lo = last.span_begin, len = last.span_end - lo;
+  const scalar_t* values = plane + tap_rows[0] + lo;
+  if (rows > 1) {
+    fold_rows(rows, [&](auto kRows, auto kFirst, int32_t t) C10_ALWAYS_INLINE_ATTRIBUTE {
+      auto row = [&](int32_t r) C10_ALWAYS_INLINE_ATTRIBUTE {
+        return r < kRows() ? plane + tap_rows[t + r] + lo : nullptr;
+      };
+      max_fold<kRows(), kFirst(), false>(row(0), row(1), row(2), row(3), t, len, b.acc.data(),
+                                         nullptr);
+    });
+    values = b.acc.data();
   }
-  with_static_stride(last.regular_stride, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
-    const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
-    const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
-    start_run<kStride()>(values + i, taps + i, s, n, out + x0, best_tap + x0, best_j + x0);
-    for (int32_t j = 1; j < last.regular_count; ++j) {
-      merge_run<kStride()>(values + i + j * step, taps + i + j * step, s, n, j, out + x0,
-                           best_tap + x0, best_j + x0);
+  horizontal_max<false>(values, b.zero_tap.data(), last, b, out);
+  const int32_t* zero_tie = b.best_j.data();
+  for (int64_t x = 0; x < last.out_size; ++x) {
+    if (zero_tie[x] == 0) continue;
+    scalar_t best = plane[tap_rows[0] + last.first[x]];
+    for (int32_t t = 0; t < rows; ++t) {
+      for (int64_t j = 0; j < last.count[x]; ++j) {
+        const scalar_t v = plane[tap_rows[t] + last.first[x] + j * last.step];
+        best = max_pool_replaces(v, best) ? v : best;
+      }
     }
-  });
-  if (index != nullptr) {
-    flat_indices(tap_rows, best_tap, last.first.data(), best_j, step, plane - origin,
-                 last.out_size, index);
+    out[x] = best;
   }
 }
 
@@ -244,24 +294,20 @@ C10_ALWAYS_INLINE void avg_row(const scalar_t* plane, const int64_t* tap_rows, i
   divide(sum, b.divisors(last, outer_divisor, divisor_override), last.out_size, out);
 }
 
-// Adds grad_row's shares (grad / divisor) to every element of its windows: along the last
-// dim into `share`, then to each outer tap row of the plane's accumulator.
+// Adds grad_row's shares (grad / divisor) to the elements of its windows along the last
+// dim: share[i - span_begin] for input coordinate i.
 template <typename scalar_t>
-C10_ALWAYS_INLINE void avg_backward_row(const scalar_t* grad_row, const int64_t* tap_rows,
-                                       int32_t rows, const DimTaps& last, int64_t outer_divisor,
-                                       std::optional<int64_t> divisor_override,
-                                       RowBuffers<at::opmath_type<scalar_t>>& b,
-                                       at::opmath_type<scalar_t>* plane) {
+C10_ALWAYS_INLINE void spread_row(const scalar_t* grad_row, const DimTaps& last,
+                                  const at::opmath_type<scalar_t>* __restrict divisor,
+                                  RowBuffers<at::opmath_type<scalar_t>>& b,
+                                  at::opmath_type<scalar_t>* share) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t lo = last.span_begin, len = last.span_end - lo, step = last.step;
-  acc_t* share = b.acc.data();
+  const int64_t lo = last.span_begin, step = last.step;
   acc_t* grad = b.sum.data();
-  const acc_t* __restrict divisor = b.divisors(last, outer_divisor, divisor_override);
   for (int64_t x = 0; x < last.out_size; ++x) {
     grad[x] = static_cast<acc_t>(grad_row[x]) / divisor[x];
   }
-  std::fill(share, share + len, acc_t(0));
-  for (int64_t x = 0; x < last.out_size; ++x) {  // horizontal, outside the regular run
+  for (int64_t x = 0; x < last.out_size; ++x) {  // outside the regular run
     if (x == last.regular_begin) x = last.regular_end;
     if (x >= last.out_size) break;
     for (int64_t c = 0; c < last.count[x]; ++c) share[last.first[x] - lo + c * step] += grad[x];
@@ -273,23 +319,24 @@ C10_ALWAYS_INLINE void avg_backward_row(const scalar_t* grad_row, const int64_t*
       spread_run<kStride()>(grad + x0, s, n, share + i + j * step);
     }
   });
-  for (int32_t t = 0; t < rows; ++t) {  // vertical
-    acc_t* __restrict target = plane + tap_rows[t] + lo;
-    const acc_t* __restrict source = share;
-    for (int64_t i = 0; i < len; ++i) target[i] += source[i];
-  }
 }
 
 // ---- runs of rows: one call per run of rows that share their window shape (RowWalker) ------
 
+// Indices cost the max kernel a tap per element and a tap-aware merge: rows without them
+// (a forward whose indices nobody wants) take max_row_values.
 template <typename scalar_t>
 NDOPS_ROW_KERNEL void max_rows(const scalar_t* plane, const int64_t* tap_rows, int32_t taps,
                                int64_t count, int64_t shift, const DimTaps& last,
                                RowBuffers<scalar_t>& b, scalar_t* out, int64_t* index) {
   const int64_t width = last.out_size;
   for (int64_t r = 0; r < count; ++r) {
-    max_row(plane, plane + r * shift, tap_rows, taps, last, b, out + r * width,
-            index == nullptr ? nullptr : index + r * width);
+    if (index == nullptr) {
+      max_row_values(plane + r * shift, tap_rows, taps, last, b, out + r * width);
+    } else {
+      max_row(plane, plane + r * shift, tap_rows, taps, last, b, out + r * width,
+              index + r * width);
+    }
   }
 }
 
@@ -301,19 +348,6 @@ NDOPS_ROW_KERNEL void avg_rows(const scalar_t* plane, const int64_t* tap_rows, i
   for (int64_t r = 0; r < count; ++r) {
     avg_row(plane + r * shift, tap_rows, taps, last, outer_divisor, divisor_override, b,
             out + r * last.out_size);
-  }
-}
-
-template <typename scalar_t>
-NDOPS_ROW_KERNEL void avg_backward_rows(const scalar_t* grad, const int64_t* tap_rows,
-                                        int32_t taps, int64_t count, int64_t shift,
-                                        const DimTaps& last, int64_t outer_divisor,
-                                        std::optional<int64_t> divisor_override,
-                                        RowBuffers<at::opmath_type<scalar_t>>& b,
-                                        at::opmath_type<scalar_t>* plane) {
-  for (int64_t r = 0; r < count; ++r) {
-    avg_backward_row(grad + r * last.out_size, tap_rows, taps, last, outer_divisor,
-                     divisor_override, b, plane + r * shift);
   }
 }
 
@@ -351,39 +385,178 @@ void forward_rows(const scalar_t* in, scalar_t* out, int64_t* index, const BoxPo
   });
 }
 
+// The average's backward works on slabs: the last two spatial dims (the last one for N = 1)
+// of one (b, c) plane at fixed outer coordinates. Spread slab s (an output slab) is
+//   sum over its output rows o of: the row's shares spread along the last dim (spread_row),
+//   added to every row of the slab that o's window reads along dim N - 2,
+// over the window's span [lo, lo + span) in each of the two dims; an input slab is the sum of
+// the spread slabs of the output slabs whose windows read it along the outer dims.
+struct SlabGeometry {
+  int outer = 0;                // dims before the slab
+  int64_t row_lo = 0, rows = 1;  // the span of dim N - 2 (one row for N = 1)
+  int64_t in_rows = 1, out_rows = 1, row_step = 1;
+  int64_t lo = 0, span = 0;     // the span of the last dim
+  int64_t size() const { return rows * span; }
+
+  explicit SlabGeometry(const BoxPool& pool) {
+    const int n = static_cast<int>(pool.dims.size());
+    outer = std::max(n - 2, 0);
+    if (n >= 2) {
+      const DimTaps& dim = pool.dims[n - 2];
+      row_lo = dim.span_begin;
+      rows = dim.span_end - dim.span_begin;
+      in_rows = dim.in_size;
+      out_rows = dim.out_size;
+      row_step = dim.step;
+    }
+    lo = pool.dims.back().span_begin;
+    span = pool.dims.back().span_end - lo;
+  }
+};
+
+// One output slab's spread slab (see SlabGeometry) from its grad rows, into `slab`.
+template <typename scalar_t>
+NDOPS_ROW_KERNEL void spread_slab(const scalar_t* grad_rows, const BoxPool& pool,
+                                  const SlabGeometry& g, int64_t outer_divisor,
+                                  RowBuffers<at::opmath_type<scalar_t>>& b,
+                                  at::opmath_type<scalar_t>* slab) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const DimTaps& last = pool.dims.back();
+  const DimTaps* row_dim = g.outer + 2 == static_cast<int>(pool.dims.size())
+                               ? &pool.dims[pool.dims.size() - 2] : nullptr;
+  acc_t* share = b.acc.data();
+  std::fill(slab, slab + g.size(), acc_t(0));
+  for (int64_t o = 0; o < g.out_rows; ++o) {
+    const int64_t divisor = outer_divisor * (row_dim ? row_dim->divisor[o] : 1);
+    std::fill(share, share + g.span, acc_t(0));
+    spread_row(grad_rows + o * last.out_size, last,
+               b.divisors(last, divisor, pool.divisor_override), b, share);
+    const int64_t first = row_dim ? row_dim->first[o] - g.row_lo : 0;
+    const int64_t count = row_dim ? row_dim->count[o] : 1;
+    for (int64_t j = 0; j < count; ++j) {
+      acc_t* __restrict target = slab + (first + j * g.row_step) * g.span;
+      const acc_t* __restrict source = share;
+      for (int64_t i = 0; i < g.span; ++i) target[i] += source[i];
+    }
+  }
+}
+
+// An input slab (in_rows rows of in_size, contiguous) = the sum of the spread slabs at
+// spread + slabs[r] * g.size(), r < count, zero outside their spans.
+template <typename scalar_t, typename acc_t>
+NDOPS_ROW_KERNEL void store_slab_sum(const acc_t* spread, const int64_t* slabs, int64_t count,
+                                     const SlabGeometry& g, int64_t in_size, acc_t* sum,
+                                     scalar_t* target) {
+  const int64_t size = g.size();
+  if (count > 1) {
+    std::copy(spread + slabs[0] * size, spread + slabs[0] * size + size, sum);
+    for (int64_t r = 1; r < count; ++r) {
+      const acc_t* __restrict source = spread + slabs[r] * size;
+      acc_t* __restrict acc = sum;
+      for (int64_t i = 0; i < size; ++i) acc[i] += source[i];
+    }
+  }
+  const acc_t* data = count == 1 ? spread + slabs[0] * size : sum;
+  for (int64_t row = 0; row < g.in_rows; ++row) {
+    scalar_t* __restrict out = target + row * in_size;
+    const int64_t r = row - g.row_lo;
+    if (count == 0 || r < 0 || r >= g.rows) {
+      std::fill(out, out + in_size, scalar_t(0));
+      continue;
+    }
+    std::fill(out, out + g.lo, scalar_t(0));
+    const acc_t* __restrict source = data + r * g.span;
+    for (int64_t i = 0; i < g.span; ++i) out[g.lo + i] = static_cast<scalar_t>(source[i]);
+    std::fill(out + g.lo + g.span, out + in_size, scalar_t(0));
+  }
+}
+
+// For one dim, the outputs whose windows read each input coordinate i, in increasing order:
+// list[begin[i], begin[i + 1]) (the transpose of the dim's tap table).
+struct DimReaders {
+  std::vector<int64_t> begin, list;
+  explicit DimReaders(const DimTaps& d) : begin(d.in_size + 1, 0) {
+    for (int64_t o = 0; o < d.out_size; ++o) {
+      for (int64_t j = 0; j < d.count[o]; ++j) ++begin[d.first[o] + j * d.step + 1];
+    }
+    std::partial_sum(begin.begin(), begin.end(), begin.begin());
+    list.resize(begin.back());
+    std::vector<int64_t> next(begin.begin(), begin.end() - 1);
+    for (int64_t o = 0; o < d.out_size; ++o) {
+      for (int64_t j = 0; j < d.count[o]; ++j) list[next[d.first[o] + j * d.step]++] = o;
+    }
+  }
+};
+
+// The output slabs (row-major numbers within the plane) whose windows read the input slab at
+// outer coordinates (i_0, ..., i_{outer-1}), in increasing order (a fixed order of summation).
+class ReaderSlabs {
+ public:
+  ReaderSlabs(const BoxPool& pool, int outer) : outer_(outer) {
+    std::vector<int64_t> out_sizes;
+    for (int d = 0; d < outer_; ++d) {
+      dims_.emplace_back(pool.dims[d]);
+      out_sizes.push_back(pool.dims[d].out_size);
+    }
+    stride_.resize(outer_);
+    contiguous_strides(out_sizes.data(), outer_, stride_.data());
+  }
+  void find(const int64_t* in_coords) {
+    slabs_.assign(1, 0);
+    for (int d = 0; d < outer_; ++d) {
+      const DimReaders& dim = dims_[d];
+      grown_.clear();
+      for (const int64_t slab : slabs_) {
+        for (int64_t k = dim.begin[in_coords[d]]; k < dim.begin[in_coords[d] + 1]; ++k) {
+          grown_.push_back(slab + dim.list[k] * stride_[d]);
+        }
+      }
+      slabs_.swap(grown_);
+    }
+  }
+  const int64_t* slabs() const { return slabs_.data(); }
+  int64_t count() const { return static_cast<int64_t>(slabs_.size()); }
+
+ private:
+  const int outer_;
+  std::vector<DimReaders> dims_;
+  std::vector<int64_t> stride_, slabs_, grown_;
+};
+
 template <typename scalar_t>
 void backward_planes(const scalar_t* grad_output, scalar_t* grad_input, const BoxPool& pool) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr bool kInPlace = std::is_same_v<acc_t, scalar_t>;  // else via a float buffer
   const DimTaps& last = pool.dims.back();
+  const SlabGeometry g(pool);
+  std::vector<int64_t> in_sizes, out_sizes;
+  for (int d = 0; d < g.outer; ++d) {
+    in_sizes.push_back(pool.dims[d].in_size);
+    out_sizes.push_back(pool.dims[d].out_size);
+  }
   const int64_t in_plane = plane_size(pool.dims, false), out_plane = plane_size(pool.dims, true);
-  const int64_t rows = out_plane / last.out_size;
-  at::parallel_for(0, pool.planes, tasks_grain(rows * row_work(pool)), [&](int64_t begin,
-                                                                           int64_t end) {
+  const int64_t in_slab = g.in_rows * last.in_size, out_slab = g.out_rows * last.out_size;
+  const int64_t in_slabs = in_plane / in_slab, out_slabs = out_plane / out_slab;
+  at::parallel_for(0, pool.planes, tasks_grain(out_plane * row_work(pool) / last.out_size),
+                   [&](int64_t begin, int64_t end) {
     RowBuffers<acc_t> buffers(last);
-    std::vector<acc_t> converted(kInPlace ? 0 : in_plane);
+    ReaderSlabs readers(pool, g.outer);
+    std::vector<acc_t> spread(out_slabs * g.size()), sum(g.size());
+    std::vector<int64_t> coords(std::max(g.outer, 1));
     for (int64_t plane = begin; plane < end; ++plane) {
-      scalar_t* target = grad_input + plane * in_plane;
-      acc_t* acc = nullptr;
-      if constexpr (kInPlace) {
-        acc = target;
-      } else {
-        acc = converted.data();
+      std::fill(coords.begin(), coords.end(), 0);
+      for (int64_t s = 0; s < out_slabs; ++s) {
+        int64_t outer_divisor = 1;
+        for (int d = 0; d < g.outer; ++d) outer_divisor *= pool.dims[d].divisor[coords[d]];
+        spread_slab(grad_output + plane * out_plane + s * out_slab, pool, g, outer_divisor,
+                    buffers, spread.data() + s * g.size());
+        advance_index(coords.data(), out_sizes.data(), g.outer);
       }
-      ZeroAhead<acc_t> zero(acc, in_plane);
-      RowWalker walker(pool, plane * rows);
-      for (int64_t row = 0, count = 0; row < rows; row += count, walker.skip(count)) {
-        count = walker.run_length(rows - row);
-        if (walker.tap_count() == 0) continue;
-        const int64_t last_row = walker.tap_rows()[walker.tap_count() - 1];  // the highest
-        zero.reach(last_row + (count - 1) * walker.shift() + last.span_end);
-        avg_backward_rows(grad_output + (plane * rows + row) * last.out_size, walker.tap_rows(),
-                          walker.tap_count(), count, walker.shift(), last,
-                          walker.outer_divisor(), pool.divisor_override, buffers, acc);
-      }
-      zero.finish();
-      if constexpr (!kInPlace) {
-        for (int64_t i = 0; i < in_plane; ++i) target[i] = static_cast<scalar_t>(acc[i]);
+      std::fill(coords.begin(), coords.end(), 0);
+      for (int64_t s = 0; s < in_slabs; ++s) {
+        readers.find(coords.data());
+        store_slab_sum(spread.data(), readers.slabs(), readers.count(), g, last.in_size,
+                       sum.data(), grad_input + plane * in_plane + s * in_slab);
+        advance_index(coords.data(), in_sizes.data(), g.outer);
       }
     }
   });

@@ -27,20 +27,29 @@ C10_ALWAYS_INLINE void fold_max(scalar_t v, int32_t t, scalar_t& best, int32_t& 
   best_tap = take ? t : best_tap;
 }
 
-template <int kRows, bool kFirst, typename scalar_t>
+// With kTaps false (values only: no indices wanted) the outer taps are not tracked.
+template <int kRows, bool kFirst, bool kTaps, typename scalar_t>
 C10_ALWAYS_INLINE void max_fold(const scalar_t* __restrict r0, const scalar_t* __restrict r1,
                                 const scalar_t* __restrict r2, const scalar_t* __restrict r3,
                                 int32_t t0, int64_t len, scalar_t* __restrict acc,
                                 int32_t* __restrict tap) {
   for (int64_t i = 0; i < len; ++i) {
     scalar_t best = kFirst ? r0[i] : acc[i];
-    int32_t best_tap = kFirst ? t0 : tap[i];
-    if constexpr (!kFirst) fold_max(r0[i], t0, best, best_tap);
-    if constexpr (kRows > 1) fold_max(r1[i], t0 + 1, best, best_tap);
-    if constexpr (kRows > 2) fold_max(r2[i], t0 + 2, best, best_tap);
-    if constexpr (kRows > 3) fold_max(r3[i], t0 + 3, best, best_tap);
+    int32_t best_tap = 0;
+    if constexpr (kTaps) best_tap = kFirst ? t0 : tap[i];
+    auto fold = [&](scalar_t v, int32_t t) C10_ALWAYS_INLINE_ATTRIBUTE {
+      if constexpr (kTaps) {
+        fold_max(v, t, best, best_tap);
+      } else {
+        best = max_pool_replaces(v, best) ? v : best;
+      }
+    };
+    if constexpr (!kFirst) fold(r0[i], t0);
+    if constexpr (kRows > 1) fold(r1[i], t0 + 1);
+    if constexpr (kRows > 2) fold(r2[i], t0 + 2);
+    if constexpr (kRows > 3) fold(r3[i], t0 + 3);
     acc[i] = best;
-    tap[i] = best_tap;
+    if constexpr (kTaps) tap[i] = best_tap;
   }
 }
 
@@ -84,7 +93,7 @@ C10_ALWAYS_INLINE void fold_rows(int32_t count, const Fold& fold) {
   }
 }
 
-template <int64_t kStride, typename scalar_t>
+template <int64_t kStride, bool kTaps, typename scalar_t>
 C10_ALWAYS_INLINE void start_run(const scalar_t* __restrict values,
                                  const int32_t* __restrict taps, int64_t stride, int64_t n,
                                  scalar_t* __restrict best, int32_t* __restrict best_tap,
@@ -92,13 +101,15 @@ C10_ALWAYS_INLINE void start_run(const scalar_t* __restrict values,
   const int64_t s = kStride > 0 ? kStride : stride;
   for (int64_t o = 0; o < n; ++o) {
     best[o] = values[o * s];
-    best_tap[o] = taps[o * s];
+    if constexpr (kTaps) best_tap[o] = taps[o * s];
     best_j[o] = 0;
   }
 }
 
-// Merge tap j of n windows (values[o * stride], from outer tap taps[o * stride]).
-template <int64_t kStride, typename scalar_t>
+// Merge tap j of n windows (values[o * stride], from outer tap taps[o * stride]). Without
+// kTaps, values only: the first maximum in visiting order (or a NaN) is kept, and best_j[o]
+// becomes nonzero where +0 and -0 tie, whose winner the visiting order cannot tell.
+template <int64_t kStride, bool kTaps, typename scalar_t>
 C10_ALWAYS_INLINE void merge_run(const scalar_t* __restrict values,
                                  const int32_t* __restrict taps, int64_t stride, int64_t n,
                                  int32_t j, scalar_t* __restrict best,
@@ -106,11 +117,16 @@ C10_ALWAYS_INLINE void merge_run(const scalar_t* __restrict values,
   const int64_t s = kStride > 0 ? kStride : stride;
   for (int64_t o = 0; o < n; ++o) {
     const scalar_t v = values[o * s];
-    const int32_t t = taps[o * s];
-    const bool take = max_pool_prefers_split(v, t, best[o], best_tap[o]);
-    best[o] = take ? v : best[o];
-    best_tap[o] = take ? t : best_tap[o];
-    best_j[o] = take ? j : best_j[o];
+    if constexpr (kTaps) {
+      const int32_t t = taps[o * s];
+      const bool take = max_pool_prefers_split(v, t, best[o], best_tap[o]);
+      best[o] = take ? v : best[o];
+      best_tap[o] = take ? t : best_tap[o];
+      best_j[o] = take ? j : best_j[o];
+    } else {
+      best_j[o] |= static_cast<int32_t>(pool_zeros_of_both_signs(v, best[o]));
+      best[o] = max_pool_replaces(v, best[o]) ? v : best[o];
+    }
   }
 }
 
