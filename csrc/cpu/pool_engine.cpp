@@ -11,10 +11,10 @@
 // max_pool_prefers_split, which together give exactly torch's row-major rule, indices too.
 // Without indices the taps are not tracked (max_row_values: ~1.5x faster), and the rare
 // windows where +0 and -0 tie for the maximum are redone in row-major order.
-// The average's backward runs per (b, c) plane and writes each element of grad_input once:
-// every output row's shares (grad / divisor) are spread along the last dim into a buffer of
-// spread rows, then each input row is stored as the sum of the spread rows of the output rows
-// whose windows read it.
+// The average's backward runs per (b, c) plane and writes each element of grad_input once, a
+// slab (the last two dims) at a time: every output slab's shares (grad / divisor) are spread
+// over its windows' span in the slab's two dims, then each input slab is stored as the sum of
+// the spread slabs whose windows read it along the outer dims (SlabGeometry).
 #include "cpu/pool_engine.h"
 
 #include <ATen/Dispatch.h>
