@@ -13,15 +13,13 @@ clean ECG).
 
     python examples/ecg1d_denoise.py [--epochs 30] [--noise 0.1]
 """
-import argparse
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
-from ndops.models.training import RegressionTask, Trainer, denoising_psnr, load_checkpoint
-from ndops.models.unet import UNet
+from ndops.models.training import denoiser_arguments, fit_denoiser
+from ndops.models.unet import ResidualDenoiser, UNet
 
 VAL_START, TEST_START, WINDOW = 640, 768, 128
 
@@ -63,43 +61,18 @@ def load_data(noise=0.1, seed=0, windows_per_epoch=512):
             "test": fixed_noisy(ecg[TEST_START:], 16, noise, seed + 3)}
 
 
-class ResidualDenoiser(nn.Module):
-    """``x + unet(x)``, the UNet's output conv zero-initialized (training starts from the
-    identity)."""
-
-    def __init__(self, unet):
-        super().__init__()
-        self.unet, self.in_channels = unet, unet.in_channels
-        nn.init.zeros_(unet.head.weight)
-        nn.init.zeros_(unet.head.bias)
-
-    def forward(self, x):
-        return x + self.unet(x)
-
-
 def build():
     return ResidualDenoiser(UNet(1, 1, 1, channels=(16, 32, 64), kernel_size=5, norm="group",
                                  act="silu"))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--noise", type=float, default=0.1)
-    parser.add_argument("--root", default="runs")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = denoiser_arguments(__doc__.split("\n")[0], epochs=30, noise=0.1, argv=argv)
     data = load_data(args.noise, args.seed)
     torch.manual_seed(args.seed)
     model = build()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs)
-    trainer = Trainer(model, RegressionTask(data_range=1.0), optimizer, scheduler,
-                      epochs=args.epochs, batch_size=32, ema_decay=0.99, seed=args.seed,
-                      root=args.root, name="ecg1d-denoise")
-    trainer.fit(data["train"], data["val"])
-    trainer.ema.load_state_dict(load_checkpoint(f"{trainer.checkpoint_dir}/best.pt")["ema"])
-    before, after = denoising_psnr(trainer.predict, *data["test"])
+    trainer, before, after = fit_denoiser(model, data, epochs=args.epochs, batch_size=32,
+                                          name="ecg1d-denoise", seed=args.seed, root=args.root)
     print(f"held-out ECG samples {TEST_START}-1023 (16 noise draws, sigma {args.noise}): "
           f"PSNR noisy {before:.2f} dB -> denoised {after:.2f} dB (gain "
           f"{after - before:+.2f} dB); run folder {trainer.run_dir}")

@@ -16,16 +16,14 @@ Train / held-out split of the single scan, by time: time points 0-13 are the tra
 
     python examples/fmri4d_denoise.py [--epochs 15] [--noise 0.05]
 """
-import argparse
 import os
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
-from ndops.models.training import RegressionTask, Trainer, denoising_psnr, load_checkpoint
-from ndops.models.unet import UNet
+from ndops.models.training import denoiser_arguments, fit_denoiser
+from ndops.models.unet import ResidualDenoiser, UNet
 
 TRAIN_TIMES, CROP = 14, (12, 12, 3, 6)
 
@@ -78,20 +76,6 @@ def load_data(noise=0.05, seed=0, crops_per_epoch=256):
             "test": fixed_noisy([held_out] * 8, noise, seed + 3)}
 
 
-class ResidualDenoiser(nn.Module):
-    """``x + unet(x)`` with the UNet's output conv zero-initialized: training starts from
-    the identity and learns the (negative) noise, as in DnCNN (Zhang et al. 2017)."""
-
-    def __init__(self, unet):
-        super().__init__()
-        self.unet, self.in_channels = unet, unet.in_channels
-        nn.init.zeros_(unet.head.weight)
-        nn.init.zeros_(unet.head.bias)
-
-    def forward(self, x):
-        return x + self.unet(x)
-
-
 def build():
     # z has only 3 voxels: downsample x, y and t by 2, keep z.
     return ResidualDenoiser(UNet(4, 1, 1, channels=(8, 16), strides=((2, 2, 1, 2),),
@@ -99,23 +83,12 @@ def build():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--noise", type=float, default=0.05)
-    parser.add_argument("--root", default="runs")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = denoiser_arguments(__doc__.split("\n")[0], epochs=15, noise=0.05, argv=argv)
     data = load_data(args.noise, args.seed)
     torch.manual_seed(args.seed)
     model = build()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs)
-    trainer = Trainer(model, RegressionTask(data_range=1.0), optimizer, scheduler,
-                      epochs=args.epochs, batch_size=8, ema_decay=0.99, seed=args.seed,
-                      root=args.root, name="fmri4d-denoise")
-    trainer.fit(data["train"], data["val"])
-    trainer.ema.load_state_dict(load_checkpoint(f"{trainer.checkpoint_dir}/best.pt")["ema"])
-    before, after = denoising_psnr(trainer.predict, *data["test"])
+    trainer, before, after = fit_denoiser(model, data, epochs=args.epochs, batch_size=8,
+                                          name="fmri4d-denoise", seed=args.seed, root=args.root)
     print(f"held-out time points {TRAIN_TIMES}-19 (17x21x3x6, 8 noise draws, sigma "
           f"{args.noise}): PSNR noisy {before:.2f} dB -> denoised {after:.2f} dB "
           f"(gain {after - before:+.2f} dB); run folder {trainer.run_dir}")

@@ -24,7 +24,7 @@ from .blocks import ConvNormAct, ConvBlock
 from .attention import (ChannelAttention, SpatialAttention, CBAM, AttentionGate, SelfAttention,
                         build_attention)
 from .embeddings import TimestepEmbedding, timestep_embedding, sinusoidal_position_embedding
-from .unet import UNet
+from .unet import ResidualDenoiser, UNet
 from .resnet import ResNet, ResNetPresets, ResNetDenoiser
 from .diffusion import GaussianDiffusion
 from .seed_compat import (GeneralUNETModel, DiffusionUNETModel, GeneralResNetModel,
@@ -32,7 +32,7 @@ from .seed_compat import (GeneralUNETModel, DiffusionUNETModel, GeneralResNetMod
 
 __all__ = ["ConfigurableModel", "ConvNormAct", "ConvBlock", "ChannelAttention", "SpatialAttention",
            "CBAM", "AttentionGate", "SelfAttention", "build_attention", "TimestepEmbedding",
-           "timestep_embedding", "sinusoidal_position_embedding", "UNet", "ResNet",
+           "timestep_embedding", "sinusoidal_position_embedding", "UNet", "ResidualDenoiser", "ResNet",
            "ResNetPresets", "ResNetDenoiser", "GaussianDiffusion", "GeneralUNETModel",
            "DiffusionUNETModel", "GeneralResNetModel", "DiffusionResNetModel",
            "AttentionOptions", "AttentionArgs"]

@@ -454,3 +454,18 @@ def _center_crop(x, size):
         start = (have - want) // 2
         index.append(slice(start, start + want))
     return x[tuple(index)]
+
+
+class ResidualDenoiser(nn.Module):
+    """``x + net(x)`` for a denoising ``net`` with a ``head`` conv (a ``UNet``), whose head is
+    zero-initialized: training starts from the identity and learns the (negative) noise, as in
+    DnCNN (Zhang et al. 2017). ``in_channels`` is the net's."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.in_channels = net, net.in_channels
+        nn.init.zeros_(net.head.weight)
+        nn.init.zeros_(net.head.bias)
+
+    def forward(self, x):
+        return x + self.net(x)

@@ -1,6 +1,7 @@
 """``ndops.models.training``: a trainer with checkpoints, resume, AMP, EMA and DDP, and the ``ndops-train`` CLI."""
 from .checkpoint import (build_model, describe_model, load_checkpoint, load_model,
                          preserved_rng, seed_everything)
+from .denoising import denoiser_arguments, fit_denoiser
 from .diffusion import DiffusionTask, sample_from_checkpoint, save_sample_grid
 from .ema import EMA
 from .metrics import MetricTotals, accuracy, denoising_psnr, dice, iou, psnr
@@ -13,4 +14,5 @@ __all__ = ["Trainer", "TrainerConfig", "Task", "SupervisedTask", "Classification
            "SegmentationTask", "RegressionTask", "DiffusionTask", "EMA", "MetricTotals",
            "accuracy", "dice", "iou", "psnr", "denoising_psnr", "split_batch", "load_checkpoint",
            "load_model", "build_model", "describe_model", "seed_everything", "preserved_rng",
-           "sample_from_checkpoint", "save_sample_grid"]
+           "sample_from_checkpoint", "save_sample_grid", "fit_denoiser",
+           "denoiser_arguments"]
