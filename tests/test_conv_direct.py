@@ -109,6 +109,21 @@ def test_direct_kernel_rule(monkeypatch):
     assert "ndops::conv_nd::direct_forward" not in ran_kernels(conv(one, w[:, :1]))
 
 
+@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() != "AVX2",
+                    reason="the own weight gradient is the default on AVX2 CPUs only")
+def test_own_weight_gradient_only_where_it_pays(monkeypatch):
+    """By default the own weight gradient runs where a chunk has at least half as many output
+    voxels as the weight has elements per output channel (B1 C8 8^4: 4096 >= 324), oneDNN's
+    where the weight dominates (B1 C16 3^4: 81 < 648)."""
+    monkeypatch.delenv("NDOPS_CONV_DIRECT", raising=False)
+    for size, channels, own in [(8, 8, True), (3, 16, False)]:
+        leaves = [torch.randn(1, channels, *[size] * 4, requires_grad=True),
+                  torch.randn(channels, channels, 3, 3, 3, 3, requires_grad=True)]
+        ran = ran_kernels(lambda: torch.ops.ndops.conv_nd(
+            *leaves, None, [1] * 4, [1] * 4, [1] * 4, 1).sum().backward())
+        assert ("ndops::conv_nd::channels_last_weight_grad" in ran) == own, (size, channels)
+
+
 @needs_avx2
 @pytest.mark.parametrize("n", [2, 4, 5])
 def test_own_weight_gradient_on_the_gathered_path(n, monkeypatch):

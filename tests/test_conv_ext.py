@@ -404,14 +404,48 @@ def test_conv_transpose_layouts_chunks_and_gradgradcheck(monkeypatch):
         assert torch.autograd.gradgradcheck(fn, (xs, ws, bs), fast_mode=True)
 
 
-def test_default_hands_the_shapes_where_ext_loses_to_the_fallback():
+def test_default_hands_strided_stems_to_the_fallback():
+    """Strided convs of <= 2 input channels per group go to the fallback at N >= 4 unless a
+    backend is forced; weights larger than the input stay compiled (measured in
+    _conv_backend's docstring)."""
     from ndops.functional.conv import _conv_backend
     x = torch.randn(1, 64, 3, 3, 3, 3)
-    assert _conv_backend("conv_nd", 4, x, torch.randn(64, 64, 3, 3, 3, 3), (1,) * 4) == "fallback"
+    assert _conv_backend("conv_nd", 4, x, torch.randn(64, 64, 3, 3, 3, 3), (1,) * 4) == "ext"
     stem = torch.randn(1, 1, 12, 12, 12, 12)
     assert _conv_backend("conv_nd", 4, stem, torch.randn(8, 1, 3, 3, 3, 3), (2,) * 4) == "fallback"
     assert _conv_backend("conv_nd", 4, stem, torch.randn(8, 1, 3, 3, 3, 3), (1,) * 4) == "ext"
     wide = torch.randn(1, 8, 12, 12, 12, 12)
     assert _conv_backend("conv_nd", 4, wide, torch.randn(8, 8, 3, 3, 3, 3), (2,) * 4) == "ext"
     with ndops.backend("ext"):  # a forced backend is always honoured
-        assert _conv_backend("conv_nd", 4, x, torch.randn(64, 64, 3, 3, 3, 3), (1,) * 4) == "ext"
+        assert _conv_backend("conv_nd", 4, stem, torch.randn(8, 1, 3, 3, 3, 3), (2,) * 4) == "ext"
+
+
+def _ran_passes(fn):
+    with torch.profiler.profile() as prof:
+        fn()
+    return {e.name for e in prof.events() if e.name.startswith("ndops::conv_nd::")}
+
+
+@pytest.mark.parametrize("op", ["conv_nd", "conv_transpose_nd"])
+@pytest.mark.parametrize("channel_major", [True, False])
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_both_orders_of_the_gathered_channels(op, channel_major, dtype):
+    """Where the gathered buffer is under a quarter of the weight, its channels are reordered
+    to (channel, tap) and the weight is a view (no gathered_weight pass); else the weight is
+    packed in (tap, channel) order. Both equal the fallback, forward and gradients, with
+    groups."""
+    if channel_major:
+        x = torch.randn(1, 16, 1, 3, 2, 3, dtype=F64)
+        w = torch.randn(16, 8, 3, 3, 2, 3, dtype=F64)
+    else:
+        x = torch.randn(2, 4, 7, 7, 4, 4, dtype=F64)
+        w = torch.randn(4, 2, 3, 3, 2, 3, dtype=F64)
+    b = torch.randn(w.shape[0] if op == "conv_nd" else 2 * w.shape[1], dtype=F64)
+    kwargs = dict(stride=(1, 2, 1, 1), padding=(1, 0, 1, 1), groups=2)
+    fn = getattr(ndops, op)
+    expected, grad_output = run("fallback", x, w, b, kwargs, fn=fn)
+    results = {}
+    passes = _ran_passes(lambda: results.update(actual=run(
+        "ext", x.to(dtype), w.to(dtype), b.to(dtype), kwargs, grad_output.to(dtype), fn=fn)[0]))
+    assert ("ndops::conv_nd::gathered_weight" in passes) != channel_major
+    assert_results_close(results["actual"], [e.to(dtype) for e in expected], dtype)

@@ -10,7 +10,10 @@
 // symmetric zero padding: torch's conv alone).
 // Few input channels per group (float32, AVX2) take the direct kernel of csrc/cpu/conv_direct.cpp
 // instead (conv_forward / conv_backward below pick it); without AVX-512 the native conv's
-// weight gradient runs on csrc/cpu/conv_weight_grad.cpp's kernel rather than oneDNN's.
+// weight gradient runs on csrc/cpu/conv_weight_grad.cpp's kernel rather than oneDNN's where
+// the chunks have enough output voxels (weight_grad_kernel_pays). The native conv's weight
+// is the user's with the leading taps folded into its input channels (native_weight: a view
+// next to small gathered buffers, reordered to (channel, tap), else one packed copy).
 // The backward recomputes the gathered buffer (cheaper than keeping it), runs the native
 // conv's backward on it, and scatters the gathered gradient back with the adjoint pass.
 //
@@ -20,6 +23,8 @@
 // (clamped to the valid range max(N - 3, 0) <= L < N).
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
+#include <ATen/native/ConvUtils.h>
+#include <c10/util/accumulate.h>
 #include <torch/library.h>
 
 #include <array>
@@ -32,6 +37,7 @@
 #include "cpu/conv_direct.h"
 #include "cpu/conv_gather.h"
 #include "cpu/conv_weight_grad.h"
+#include "cpu/conv_weight_layout.h"
 
 namespace ndops {
 namespace {
@@ -88,30 +94,6 @@ std::vector<int64_t> concat(std::vector<int64_t> head, const std::vector<int64_t
   return head;
 }
 
-// weight (C_out, C_in/groups, *lead kernel, *inner kernel) with its lead kernel dims folded
-// into the input channels in the gathered order (tap, channel): (C_out, taps * C_in/groups,
-// *inner kernel).
-at::Tensor inner_weight(const at::Tensor& weight, const ConvPlan& plan, const InnerConv& inner) {
-  const int64_t r = static_cast<int64_t>(inner.kernel.size());
-  std::vector<int64_t> split{plan.out_channels, plan.group_channels, plan.taps};
-  split.insert(split.end(), inner.kernel.begin(), inner.kernel.end());
-  std::vector<int64_t> order{0, 2, 1};
-  for (int64_t d = 0; d < r; ++d) order.push_back(3 + d);
-  return weight.reshape(split).permute(order).reshape(
-      concat({plan.out_channels, plan.taps * plan.group_channels}, inner.kernel));
-}
-
-// The inverse of inner_weight, for the weight gradient.
-at::Tensor outer_weight(const at::Tensor& inner_grad, const at::Tensor& weight,
-                        const ConvPlan& plan, const InnerConv& inner) {
-  const int64_t r = static_cast<int64_t>(inner.kernel.size());
-  std::vector<int64_t> split{plan.out_channels, plan.taps, plan.group_channels};
-  split.insert(split.end(), inner.kernel.begin(), inner.kernel.end());
-  std::vector<int64_t> order{0, 2, 1};
-  for (int64_t d = 0; d < r; ++d) order.push_back(3 + d);
-  return inner_grad.reshape(split).permute(order).reshape(weight.sizes()).contiguous();
-}
-
 at::Tensor with_collapsible_inner(const at::Tensor& t, int lead) {
   return collapse_inner(t, lead).has_value() ? t : t.contiguous();
 }
@@ -128,10 +110,69 @@ int64_t chunk_positions(const ConvPlan& plan, const at::Tensor& input) {
   return std::clamp<int64_t>(budget / per_position, 1, plan.lead_positions);
 }
 
+// Whether conv_weight_grad.cpp's kernel beats oneDNN's weight gradient on chunks of `chunk`
+// leading positions: it keeps up to 16 partial sums of the whole weight gradient, which cost
+// more than they save where a chunk has fewer output voxels than half the weight's elements
+// per output channel (measured, 2 threads, ext fwd+bwd, kernel / oneDNN: B1 C256 3^4 k3 p1
+// 376 / 91 ms, C128 6^4 128 / 66 ms; C64 6^4 even; C64-C16 8^4 0.9-0.67x; B2 C16 16^4
+// 109 / 201 ms). A forced NDOPS_CONV_DIRECT (tests) keeps the kernel wherever it can run.
+bool weight_grad_kernel_pays(const ConvPlan& plan, const InnerConv& inner, int64_t chunk,
+                             const at::Tensor& weight) {
+  const char* forced = std::getenv("NDOPS_CONV_DIRECT");
+  if (forced != nullptr && *forced != '\0') return true;
+  const int64_t out_voxels = plan.batch * chunk * c10::multiply_integers(inner.out_sizes);
+  return 2 * out_voxels >= weight.numel() / plan.out_channels;
+}
+
 at::Tensor gathered_buffer(const ConvPlan& plan, const InnerConv& inner, int64_t count,
                            const at::TensorOptions& options) {
   return at::empty(concat({plan.batch * count, plan.gathered_channels()}, inner.in_sizes),
                    options.memory_format(channels_last_format(inner)));
+}
+
+// The native conv's weight and the order of the gathered channels that it reads. Where the
+// gathered buffer is under a quarter of the weight (deep layers of small volumes), the
+// buffer's channels are reordered to (channel, tap) (a contiguous copy of the small buffer):
+// the weight then is a view of the user's, which torch's conv reads without a copy of its
+// own (oneDNN reorders it once, as it does for any conv). Else the weight is packed in the
+// gathered order (tap, channel), once, in the layout that torch's conv converts it to (oneDNN:
+// channels-last like the buffer; its slow kernels, for float64 and one-entry batches of few
+// elements: contiguous). Measured (2 threads, ext / fallback time; more in
+// ndops/functional/conv.py _conv_backend): packing every weight made a 4-D ResNet-18 forward
+// 2x slower than the fallback, reordering the small buffers makes it 1.1-1.2x faster.
+struct NativeWeight {
+  at::Tensor weight;
+  bool channel_major = false;  // gathered channels in (group, channel, tap) order
+};
+
+NativeWeight native_weight(const at::Tensor& weight, const at::Tensor& gathered,
+                           const ConvPlan& plan, const InnerConv& inner, int64_t groups,
+                           bool tap_major_only) {
+  const at::Tensor shaped =
+      weight.reshape(concat({plan.out_channels, plan.taps * plan.group_channels}, inner.kernel));
+  const auto backend = at::native::select_conv_backend(
+      gathered, shaped, std::nullopt, c10::fromIntArrayRefSlow(inner.stride),
+      c10::fromIntArrayRefSlow(inner.padding), c10::fromIntArrayRefSlow(inner.dilation), false,
+      c10::fromIntArrayRefSlow(inner.zeros), groups, std::nullopt);
+  const auto format = at::native::_determine_backend_memory_format(gathered, shaped, backend);
+  const bool same_order = plan.taps == 1 || plan.group_channels == 1;
+  if (!same_order && !tap_major_only && 4 * gathered.numel() < weight.numel()) {
+    return {shaped, true};
+  }
+  if (format == at::MemoryFormat::Contiguous && same_order) return {shaped, false};
+  return {gathered_weight(weight, plan.taps, inner.kernel, format), false};
+}
+
+// The gathered buffer `t` (B * count, groups * taps * C_in/groups, *inner) with its channels
+// reordered from (group, tap, channel) to (group, channel, tap), or back (`to_channel_major`
+// false, t then in the second order): a contiguous copy.
+at::Tensor reorder_gathered(const at::Tensor& t, const ConvPlan& plan, bool to_channel_major) {
+  const int64_t taps = plan.taps, channels = plan.group_channels;
+  return t.unflatten(1, to_channel_major ? c10::IntArrayRef{plan.groups, taps, channels}
+                                         : c10::IntArrayRef{plan.groups, channels, taps})
+      .transpose(2, 3)
+      .flatten(1, 3)
+      .contiguous();
 }
 
 // `t` (B, C_out, *out) viewed as the native conv's (B * lead positions, C_out, *inner out)
@@ -228,13 +269,15 @@ ConvOutputs gathered_conv_forward(const char* op, const at::Tensor& input,
     return result;
   }
   const at::Tensor x = with_collapsible_inner(input, lead);
-  const at::Tensor w = inner_weight(weight, plan, inner);
+  NativeWeight native;
   const int64_t chunk = chunk_positions(plan, x);
   for (int64_t first = 0; first < plan.lead_positions; first += chunk) {
     const int64_t count = std::min(chunk, plan.lead_positions - first);
     at::Tensor gathered = gathered_buffer(plan, inner, count, x.options());
+    if (first == 0) native = native_weight(weight, gathered, plan, inner, args.groups, false);
     gather_taps(x, plan, first, count, gathered);
-    y = at::convolution(gathered, w, bias, inner.stride, inner.padding, inner.dilation, false,
+    y = at::convolution(native.channel_major ? reorder_gathered(gathered, plan, true) : gathered,
+                        native.weight, bias, inner.stride, inner.padding, inner.dilation, false,
                         inner.zeros, args.groups);
     if (plain && count == plan.lead_positions && channels_last) {
       // The native output already is the channels-last output: return it without a copy.
@@ -312,12 +355,14 @@ ConvGrads gathered_conv_backward(const char* op, const at::Tensor& grad_output,
   const at::Tensor x = convolve && need_weight && !native_only
                            ? with_collapsible_inner(input, lead)
                            : input;
-  const at::Tensor w = convolve && !native_only ? inner_weight(weight, plan, inner) : weight;
-  // The weight gradient of the native conv on conv_weight_grad.cpp's kernel, where it applies.
+  NativeWeight native;  // set with the first chunk
+  // The weight gradient of the native conv on conv_weight_grad.cpp's kernel, where it applies
+  // and pays off.
   const bool own_weight_grad =
       convolve && need_weight && !native_only && weight.is_cpu() &&
       channels_last_weight_grad_applies(weight.scalar_type(),
-                                        plan.gathered_channels() / args.groups);
+                                        plan.gathered_channels() / args.groups) &&
+      weight_grad_kernel_pays(plan, inner, chunk, weight);
   const int64_t positions = native_only ? 1 : plan.lead_positions;
   for (int64_t first = 0; grad.numel() > 0 && first < positions; first += chunk) {
     const int64_t count = std::min(chunk, positions - first);
@@ -345,13 +390,19 @@ ConvGrads gathered_conv_backward(const char* op, const at::Tensor& grad_output,
       continue;
     }
     at::Tensor gathered = gathered_buffer(plan, inner, count, weight.options());
+    if (first == 0) {
+      native = native_weight(weight, gathered, plan, inner, args.groups, own_weight_grad);
+    }
     if (need_weight) gather_taps(x, plan, first, count, gathered);
     if (need_input || (need_weight && !own_weight_grad)) {
       auto [grad_gathered, grad_w, unused] = at::convolution_backward(
-          *packed, gathered, w, std::nullopt, inner.stride, inner.padding, inner.dilation,
+          *packed, native.channel_major ? reorder_gathered(gathered, plan, true) : gathered,
+          native.weight, std::nullopt, inner.stride, inner.padding, inner.dilation,
           false, inner.zeros, args.groups, {need_input, need_weight && !own_weight_grad, false});
       if (need_input) {
-        scatter_taps(grad_gathered, plan, first, count, grads.input, first > 0, initial);
+        scatter_taps(
+            native.channel_major ? reorder_gathered(grad_gathered, plan, false) : grad_gathered,
+            plan, first, count, grads.input, first > 0, initial);
       }
       if (need_weight && !own_weight_grad) {
         grad_inner_weight =
@@ -359,7 +410,7 @@ ConvGrads gathered_conv_backward(const char* op, const at::Tensor& grad_output,
       }
     }
     if (own_weight_grad) {
-      if (first == 0) grad_inner_weight = at::zeros(w.sizes(), w.options());
+      if (first == 0) grad_inner_weight = at::zeros(native.weight.sizes(), weight.options());
       channels_last_weight_grad(gathered, *packed, inner.kernel, inner.stride, inner.padding,
                                 inner.dilation, args.groups, grad_inner_weight);
     }
@@ -376,11 +427,14 @@ ConvGrads gathered_conv_backward(const char* op, const at::Tensor& grad_output,
     }
     grads.input = grads.input.to(input.scalar_type());
   }
-  if (need_weight) {
-    grads.weight = !computed ? at::zeros_like(weight, at::MemoryFormat::Contiguous)
-                   : native_only ? grad_inner_weight
-                                 : outer_weight(grad_inner_weight, weight, plan, inner)
-                                       .to(weight.scalar_type());
+  if (need_weight && (!computed || native_only)) {
+    grads.weight = computed ? grad_inner_weight
+                            : at::zeros_like(weight, at::MemoryFormat::Contiguous);
+  } else if (need_weight) {
+    grads.weight = (native.channel_major
+                        ? grad_inner_weight.reshape(weight.sizes()).contiguous()
+                        : ungathered_weight(grad_inner_weight, weight.sizes(), plan.taps))
+                       .to(weight.scalar_type());
   }
   if (need_bias) grads.bias = bias_sum.to(grad_output.scalar_type());
   return grads;

@@ -121,20 +121,24 @@ def _kernel_padding(symmetric, extra):
 
 def _conv_backend(op, n, x, weight, stride):
     """``_backend.choose`` for conv_nd, with the shapes where the compiled CPU kernel loses to
-    the fallback at N >= 4 handed to the fallback when no backend is forced. Measured
-    2026-11-22 (BENCHMARKS.md, 2 threads, quiet), ext / fallback time:
-    * weights larger than the input (deep layers of a small volume, where the compiled path
-      re-packs the whole weight each call): B1 C64->128 6^4 k3 s2 fwd 2.1x, fwd+bwd 4.8x slower;
-      a 4-D ResNet-18 forward 2x slower by default than with this rule;
-    * strided convs of 1-2 input channels per group (stems: the direct kernel is written for
-      unit stride): C1->64 24^4 k7 s2 and k3 s2 1.3-1.7x slower; C1->8 32^4 k3 s2 fwd+bwd 1.2x.
-    Strided convs with more channels stay compiled (C8-C32 k3 s2: 1.3-1.8x faster)."""
+    the fallback at N >= 4 handed to the fallback when no backend is forced: strided convs of
+    1-2 input channels per group (stems: the direct kernel is written for unit stride),
+    measured 2026-11-22 (BENCHMARKS.md, 2 threads, ext / fallback time): C1->64 24^4 k7 s2 and
+    k3 s2 1.3-1.7x slower, C1->8 32^4 k3 s2 fwd+bwd 1.2x. Strided convs with more channels
+    stay compiled (C8-C32 k3 s2: 1.3-1.8x faster).
+    Weights larger than the input stay compiled since the kernel stopped re-packing them
+    (csrc/cpu/conv.cpp native_weight, weight_grad_kernel_pays). Same-script sweep, median of
+    9 interleaved calls, 2 threads, fallback / ext time (> 1: ext faster), fwd and fwd+bwd:
+    B1 C64->128 6^4 k3 s2 1.7-1.9x / 1.7-1.9x (was 0.47x / 0.34x); C128->128 6^4 k3 p1 1.02x /
+    1.07x (0.99x / 0.44x); C256->256 3^4 k3 p1 1.61x / 1.76x (0.97x / 0.22x); conv_bias_act_nd
+    the same shapes 1.03-1.54x. ResNet forward (ndops.models, width 64), default / forced
+    fallback: resnet18 24^4 1.22x, 16^4 1.09x; resnet10 24^4 1.19x, 16^4 1.16x (with the
+    former big-weight rule 1.03x, 1.00x, 1.07x, 1.05x)."""
     impl = _backend.choose(op, n, x.device)
     if impl != "ext" or _backend.forced_backend() is not None or x.device.type != "cpu":
         return impl
-    big_weight = weight.numel() > x.numel()
     strided_stem = weight.shape[1] <= 2 and any(s > 1 for s in stride)
-    return "fallback" if big_weight or strided_stem else impl
+    return "fallback" if strided_stem else impl
 
 
 def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
