@@ -174,6 +174,27 @@ at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x) {
   return staged;
 }
 
+int64_t ZeroRow::row_reach(const DirectPlan& p) {
+  if (!p.raw) return 0;
+  const int64_t in_width = p.conv.in_sizes[p.conv.ndim - 1];
+  const int64_t vectors_end = ceil_div(p.width, kSlack) * kSlack;
+  return std::max({int64_t{0}, -p.tap_offsets.front(),
+                   vectors_end + p.tap_offsets.back() - in_width});
+}
+
+namespace {
+
+// Whether [lowest - reach, highest + width + reach) lies inside tensor t's elements.
+bool reads_inside(const at::Tensor& t, const float* lowest, const float* highest,
+                  int64_t width, int64_t reach) {
+  const float* begin = t.const_data_ptr<float>();
+  int64_t last = 0;
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+  return lowest - begin >= reach && (begin + last + 1) - (highest + width) >= reach;
+}
+
+}  // namespace
+
 RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, int64_t o,
                     int64_t g, int64_t h0, int64_t h1, RowScratch& s, const float* zeros) {
   const ConvPlan& c = p.conv;
@@ -190,22 +211,31 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
   const int64_t* row_source = c.source.data() + c.source_begin[p.outer];
   const int64_t rows = h1 - h0, row_stride = ss[c.ndim];
   const float** src = s.src.data();
+  const float *lowest = nullptr, *highest = nullptr;
   for (int64_t ci = 0; ci < p.cin(); ++ci) {
     for (int64_t t = 0; t < p.outer_taps; ++t) {
       const float* plane = base + ci * ss[1] + s.outer_offsets[t];
       for (int64_t kh = 0; kh < p.row_kernel; ++kh, src += rows) {
         for (int64_t h = h0; h < h1; ++h) {
           const int64_t source = row_source[h * p.row_kernel + kh];
-          src[h - h0] = s.outer_offsets[t] < 0 || source < 0 ? nullptr
-                                                              : plane + source * row_stride;
+          const float* row =
+              s.outer_offsets[t] < 0 || source < 0 ? nullptr : plane + source * row_stride;
+          src[h - h0] = row;
+          if (row == nullptr) continue;
+          lowest = lowest == nullptr ? row : std::min(lowest, row);
+          highest = highest == nullptr ? row : std::max(highest, row);
         }
       }
     }
   }
   const int row_dim = c.ndim - 2;
   const bool shared = c.stride[row_dim] == 1 && c.dilation[row_dim] == 1 && p.row_kernel == 3;
+  const int64_t in_width = p.raw ? c.in_sizes[c.ndim - 1] : 0;
+  const bool whole_reads = p.raw && (lowest == nullptr ||
+                                     reads_inside(staged, lowest, highest, in_width,
+                                                  ZeroRow::row_reach(p)));
   return RowConv{s.src.data(), p.row_taps, rows, p.tap_offsets.data(), p.last_kernel, p.width,
-                 zeros, p.raw ? c.in_sizes[c.ndim - 1] : 0, shared ? int64_t{3} : 0};
+                 zeros, in_width, whole_reads, shared ? int64_t{3} : 0};
 }
 
 int64_t plane_offset(const DirectPlan& p, const at::Tensor& t, int64_t plane,
@@ -254,7 +284,7 @@ ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   const at::Tensor staged = p.raw ? x : stage_input(p, x);
   const Tasks tasks = split_tasks(p);
-  const std::vector<float> zeros(p.row_stride, 0.0f);
+  const ZeroRow zeros(p);
   const RowActivation activate = row_activation(epilogue.activation);
   const float slope = static_cast<float>(epilogue.negative_slope);
   float* out = result.out.mutable_data_ptr<float>();
@@ -271,7 +301,7 @@ ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor
       for (int64_t g = 0; g < c.groups; ++g) {
         const RowConv cv = row_sources(p, staged, plane / p.outer_positions,
                                        plane % p.outer_positions, g, h0, h1, scratch,
-                                       zeros.data());
+                                       zeros.row());
         row_conv_forward_avx2(cv, w.const_data_ptr<float>() + g * weight_group,
                               has_bias ? b.const_data_ptr<float>() + g * p.cout() : nullptr,
                               p.cout(), out + offset + g * p.cout() * channel_stride,
