@@ -171,3 +171,23 @@ def test_unpadded_rows_clear_the_lanes_read_around_them(n, monkeypatch):
         actual = [out, *torch.autograd.grad(out, leaves, grad_output.float())]
         assert_results_close(actual, [e.float() for e in expected], torch.float32,
                              f"{channels} {size} {kernel} {padding} {dilation}")
+
+
+@needs_avx2
+def test_direct_weight_gradient_does_not_depend_on_the_thread_count():
+    """The direct kernel's weight gradient sums fixed parts of its tasks in order: bit for bit
+    the same on 1 and 2 threads."""
+    x, w = torch.randn(3, 1, 9, 7, 8, 21), torch.randn(5, 1, 3, 3, 3, 3)
+    grad_output = torch.randn(3, 5, 9, 7, 8, 21)
+    args = ([1] * 4, [1] * 4, [1] * 4, 1, [False, True, False])
+    threads = torch.get_num_threads()
+    grads = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            passes = ran_kernels(lambda: grads.append(
+                torch.ops.ndops._conv_nd_backward(grad_output, x, w, *args)[1]))
+            assert "ndops::conv_nd::direct_backward" in passes
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(grads[0], grads[1])
