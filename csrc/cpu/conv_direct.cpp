@@ -22,6 +22,7 @@
 #include <c10/util/accumulate.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <string_view>
 #include <type_traits>
@@ -210,30 +211,53 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
   const float* base = staged.const_data_ptr<float>() + b * ss[0] + g * p.cin() * ss[1];
   const int64_t* row_source = c.source.data() + c.source_begin[p.outer];
   const int64_t rows = h1 - h0, row_stride = ss[c.ndim];
+  // Offsets of the rows (kh, h) in a plane (-1: padding), and the lowest and highest of them
+  // and of the planes' offsets: every combination occurs, so the lowest row read is the lowest
+  // plane's lowest row (of the first channel), the highest the highest's highest (last channel).
+  int64_t* row_offsets = s.row_offsets.data();
+  int64_t low = -1, high = -1, low_plane = -1, high_plane = -1;
+  for (int64_t kh = 0; kh < p.row_kernel; ++kh) {
+    for (int64_t h = h0; h < h1; ++h) {
+      const int64_t source = row_source[h * p.row_kernel + kh];
+      const int64_t offset = source < 0 ? -1 : source * row_stride;
+      row_offsets[kh * rows + h - h0] = offset;
+      if (offset < 0) continue;
+      low = low < 0 ? offset : std::min(low, offset);
+      high = std::max(high, offset);
+    }
+  }
+  for (int64_t t = 0; t < p.outer_taps; ++t) {
+    const int64_t offset = s.outer_offsets[t];
+    if (offset < 0) continue;
+    low_plane = low_plane < 0 ? offset : std::min(low_plane, offset);
+    high_plane = std::max(high_plane, offset);
+  }
   const float** src = s.src.data();
-  const float *lowest = nullptr, *highest = nullptr;
+  const int64_t block = p.row_kernel * rows;  // the rows of one plane (ci, t)
   for (int64_t ci = 0; ci < p.cin(); ++ci) {
-    for (int64_t t = 0; t < p.outer_taps; ++t) {
-      const float* plane = base + ci * ss[1] + s.outer_offsets[t];
-      for (int64_t kh = 0; kh < p.row_kernel; ++kh, src += rows) {
-        for (int64_t h = h0; h < h1; ++h) {
-          const int64_t source = row_source[h * p.row_kernel + kh];
-          const float* row =
-              s.outer_offsets[t] < 0 || source < 0 ? nullptr : plane + source * row_stride;
-          src[h - h0] = row;
-          if (row == nullptr) continue;
-          lowest = lowest == nullptr ? row : std::min(lowest, row);
-          highest = highest == nullptr ? row : std::max(highest, row);
-        }
+    for (int64_t t = 0; t < p.outer_taps; ++t, src += block) {
+      if (s.outer_offsets[t] < 0) {
+        std::fill(src, src + block, nullptr);
+        continue;
+      }
+      // Without branches: an address, or all bits cleared where the offset is -1.
+      const uintptr_t plane =
+          reinterpret_cast<uintptr_t>(base + ci * ss[1] + s.outer_offsets[t]);
+      for (int64_t i = 0; i < block; ++i) {
+        const uintptr_t keep = row_offsets[i] < 0 ? 0 : ~uintptr_t{0};
+        src[i] = reinterpret_cast<const float*>(
+            (plane + static_cast<uintptr_t>(row_offsets[i]) * sizeof(float)) & keep);
       }
     }
   }
   const int row_dim = c.ndim - 2;
   const bool shared = c.stride[row_dim] == 1 && c.dilation[row_dim] == 1 && p.row_kernel == 3;
   const int64_t in_width = p.raw ? c.in_sizes[c.ndim - 1] : 0;
-  const bool whole_reads = p.raw && (lowest == nullptr ||
-                                     reads_inside(staged, lowest, highest, in_width,
-                                                  ZeroRow::row_reach(p)));
+  const bool whole_reads =
+      p.raw && (low < 0 || low_plane < 0 ||
+                reads_inside(staged, base + low_plane + low,
+                             base + (p.cin() - 1) * ss[1] + high_plane + high, in_width,
+                             ZeroRow::row_reach(p)));
   return RowConv{s.src.data(), p.row_taps, rows, p.tap_offsets.data(), p.last_kernel, p.width,
                  zeros, in_width, whole_reads, shared ? int64_t{3} : 0};
 }

@@ -75,10 +75,12 @@ class ZeroRow {
 struct RowScratch {
   explicit RowScratch(const DirectPlan& p)
       : src(p.row_taps * std::min(p.rows_out, kMaxTaskRows)),
+        row_offsets(p.row_kernel * std::min(p.rows_out, kMaxTaskRows)),
         outer_offsets(p.outer_taps),
         out_coords(p.outer),
         tap_coords(p.outer) {}
   std::vector<const float*> src;  // RowConv::src
+  std::vector<int64_t> row_offsets;  // [row_kernel][rows]: a row's offset in its plane, or -1
   std::vector<int64_t> outer_offsets, out_coords, tap_coords;
 };
 
