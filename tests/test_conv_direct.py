@@ -153,3 +153,56 @@ def test_own_weight_gradient_on_the_gathered_path(n, monkeypatch):
         assert "ndops::conv_nd::direct_forward" not in passes
         assert_results_close(results["actual"], [e.float() for e in expected], torch.float32,
                              f"{tuple(x.shape)} {tuple(w.shape)} {stride} {pairs} {mode}")
+
+
+@needs_avx2
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_unpadded_rows_clear_the_lanes_read_around_them(n, monkeypatch):
+    """Unpadded rows (stride 1, zero padding: the forward with fewer output than input
+    channels, and the input gradient of one input channel) are read with whole vectors where
+    the memory around them is the tensor's, their lanes outside the row cleared, and with
+    masked loads at the tensor's ends: NaNs around a view of a larger buffer never leak in."""
+    monkeypatch.setenv("NDOPS_CONV_DIRECT", "1")
+    rng = random.Random(f"unpadded rows {n}")
+    for channels in [(3, 2), (4, 1), (1, 5), (1, 9)]:
+        kernel = [rng.randint(1, 3) for _ in range(n - 1)] + [rng.choice([1, 2, 3, 5])]
+        dilation = [rng.randint(1, 2) for _ in range(n)]
+        span = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+        padding = [rng.randint(0, s - 1) for s in span]
+        size = [s + rng.randint(0, 3) for s in span[:-1]] + [span[-1] + rng.randint(0, 30)]
+        buffer = torch.full((rng.randint(1, 2), channels[0], *[s + 2 for s in size]), float("nan"))
+        x = buffer[(slice(None), slice(None), *[slice(1, -1)] * n)]
+        x.copy_(torch.randn(x.shape))
+        w, b = torch.randn(channels[1], channels[0], *kernel), torch.randn(channels[1])
+        args = ([1] * n, padding, dilation, 1)
+        expected = [x.double().requires_grad_(), w.double().requires_grad_(),
+                    b.double().requires_grad_()]
+        out = padded_reference(*expected, args[0], [p for p in padding for _ in range(2)],
+                               dilation, 1, "zeros")
+        grad_output = torch.randn(out.shape, dtype=torch.float64)
+        expected = [out, *torch.autograd.grad(out, expected, grad_output)]
+        leaves = [x.requires_grad_(), w.requires_grad_(), b.requires_grad_()]
+        out = torch.ops.ndops.conv_nd(*leaves, *args)
+        actual = [out, *torch.autograd.grad(out, leaves, grad_output.float())]
+        assert_results_close(actual, [e.float() for e in expected], torch.float32,
+                             f"{channels} {size} {kernel} {padding} {dilation}")
+
+
+@needs_avx2
+def test_direct_weight_gradient_does_not_depend_on_the_thread_count():
+    """The direct kernel's weight gradient sums fixed parts of its tasks in order: bit for bit
+    the same on 1 and 2 threads."""
+    x, w = torch.randn(3, 1, 9, 7, 8, 21), torch.randn(5, 1, 3, 3, 3, 3)
+    grad_output = torch.randn(3, 5, 9, 7, 8, 21)
+    args = ([1] * 4, [1] * 4, [1] * 4, 1, [False, True, False])
+    threads = torch.get_num_threads()
+    grads = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            passes = ran_kernels(lambda: grads.append(
+                torch.ops.ndops._conv_nd_backward(grad_output, x, w, *args)[1]))
+            assert "ndops::conv_nd::direct_backward" in passes
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(grads[0], grads[1])

@@ -22,6 +22,7 @@
 #include <c10/util/accumulate.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <string_view>
 #include <type_traits>
@@ -174,6 +175,27 @@ at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x) {
   return staged;
 }
 
+int64_t ZeroRow::row_reach(const DirectPlan& p) {
+  if (!p.raw) return 0;
+  const int64_t in_width = p.conv.in_sizes[p.conv.ndim - 1];
+  const int64_t vectors_end = ceil_div(p.width, kSlack) * kSlack;
+  return std::max({int64_t{0}, -p.tap_offsets.front(),
+                   vectors_end + p.tap_offsets.back() - in_width});
+}
+
+namespace {
+
+// Whether [lowest - reach, highest + width + reach) lies inside tensor t's elements.
+bool reads_inside(const at::Tensor& t, const float* lowest, const float* highest,
+                  int64_t width, int64_t reach) {
+  const float* begin = t.const_data_ptr<float>();
+  int64_t last = 0;
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+  return lowest - begin >= reach && (begin + last + 1) - (highest + width) >= reach;
+}
+
+}  // namespace
+
 RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, int64_t o,
                     int64_t g, int64_t h0, int64_t h1, RowScratch& s, const float* zeros) {
   const ConvPlan& c = p.conv;
@@ -189,23 +211,55 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
   const float* base = staged.const_data_ptr<float>() + b * ss[0] + g * p.cin() * ss[1];
   const int64_t* row_source = c.source.data() + c.source_begin[p.outer];
   const int64_t rows = h1 - h0, row_stride = ss[c.ndim];
+  // Offsets of the rows (kh, h) in a plane (-1: padding), and the lowest and highest of them
+  // and of the planes' offsets: every combination occurs, so the lowest row read is the lowest
+  // plane's lowest row (of the first channel), the highest the highest's highest (last channel).
+  int64_t* row_offsets = s.row_offsets.data();
+  int64_t low = -1, high = -1, low_plane = -1, high_plane = -1;
+  for (int64_t kh = 0; kh < p.row_kernel; ++kh) {
+    for (int64_t h = h0; h < h1; ++h) {
+      const int64_t source = row_source[h * p.row_kernel + kh];
+      const int64_t offset = source < 0 ? -1 : source * row_stride;
+      row_offsets[kh * rows + h - h0] = offset;
+      if (offset < 0) continue;
+      low = low < 0 ? offset : std::min(low, offset);
+      high = std::max(high, offset);
+    }
+  }
+  for (int64_t t = 0; t < p.outer_taps; ++t) {
+    const int64_t offset = s.outer_offsets[t];
+    if (offset < 0) continue;
+    low_plane = low_plane < 0 ? offset : std::min(low_plane, offset);
+    high_plane = std::max(high_plane, offset);
+  }
   const float** src = s.src.data();
+  const int64_t block = p.row_kernel * rows;  // the rows of one plane (ci, t)
   for (int64_t ci = 0; ci < p.cin(); ++ci) {
-    for (int64_t t = 0; t < p.outer_taps; ++t) {
-      const float* plane = base + ci * ss[1] + s.outer_offsets[t];
-      for (int64_t kh = 0; kh < p.row_kernel; ++kh, src += rows) {
-        for (int64_t h = h0; h < h1; ++h) {
-          const int64_t source = row_source[h * p.row_kernel + kh];
-          src[h - h0] = s.outer_offsets[t] < 0 || source < 0 ? nullptr
-                                                              : plane + source * row_stride;
-        }
+    for (int64_t t = 0; t < p.outer_taps; ++t, src += block) {
+      if (s.outer_offsets[t] < 0) {
+        std::fill(src, src + block, nullptr);
+        continue;
+      }
+      // Without branches: an address, or all bits cleared where the offset is -1.
+      const uintptr_t plane =
+          reinterpret_cast<uintptr_t>(base + ci * ss[1] + s.outer_offsets[t]);
+      for (int64_t i = 0; i < block; ++i) {
+        const uintptr_t keep = row_offsets[i] < 0 ? 0 : ~uintptr_t{0};
+        src[i] = reinterpret_cast<const float*>(
+            (plane + static_cast<uintptr_t>(row_offsets[i]) * sizeof(float)) & keep);
       }
     }
   }
   const int row_dim = c.ndim - 2;
   const bool shared = c.stride[row_dim] == 1 && c.dilation[row_dim] == 1 && p.row_kernel == 3;
+  const int64_t in_width = p.raw ? c.in_sizes[c.ndim - 1] : 0;
+  const bool whole_reads =
+      p.raw && (low < 0 || low_plane < 0 ||
+                reads_inside(staged, base + low_plane + low,
+                             base + (p.cin() - 1) * ss[1] + high_plane + high, in_width,
+                             ZeroRow::row_reach(p)));
   return RowConv{s.src.data(), p.row_taps, rows, p.tap_offsets.data(), p.last_kernel, p.width,
-                 zeros, p.raw ? c.in_sizes[c.ndim - 1] : 0, shared ? int64_t{3} : 0};
+                 zeros, in_width, whole_reads, shared ? int64_t{3} : 0};
 }
 
 int64_t plane_offset(const DirectPlan& p, const at::Tensor& t, int64_t plane,
@@ -254,7 +308,7 @@ ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   const at::Tensor staged = p.raw ? x : stage_input(p, x);
   const Tasks tasks = split_tasks(p);
-  const std::vector<float> zeros(p.row_stride, 0.0f);
+  const ZeroRow zeros(p);
   const RowActivation activate = row_activation(epilogue.activation);
   const float slope = static_cast<float>(epilogue.negative_slope);
   float* out = result.out.mutable_data_ptr<float>();
@@ -271,7 +325,7 @@ ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor
       for (int64_t g = 0; g < c.groups; ++g) {
         const RowConv cv = row_sources(p, staged, plane / p.outer_positions,
                                        plane % p.outer_positions, g, h0, h1, scratch,
-                                       zeros.data());
+                                       zeros.row());
         row_conv_forward_avx2(cv, w.const_data_ptr<float>() + g * weight_group,
                               has_bias ? b.const_data_ptr<float>() + g * p.cout() : nullptr,
                               p.cout(), out + offset + g * p.cout() * channel_stride,

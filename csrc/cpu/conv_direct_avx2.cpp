@@ -11,8 +11,11 @@
 // last-dim taps in accumulators over every output row and position of a row tap, then adds
 // their horizontal sums into grad_weight. Staged rows are readable wherever a tap reaches:
 // positions past the row's end are computed and never stored. Unpadded rows (in_width) are
-// read through masks in the tiles whose taps leave the row. The gradient masks positions past
-// the row's end out of both operands.
+// read, in the tiles whose taps leave the row, as whole vectors with the lanes outside it
+// cleared where the memory around is readable (RowConv::whole_reads), else through masked
+// loads. The gradient masks positions past the row's end out of both operands, in a pass of
+// its own after the unmasked vectors (masks in the main loop cost it a third of its speed:
+// the accumulators no longer fit the registers).
 #include <cstdint>
 
 #include "cpu/conv_direct_kernels.h"
@@ -50,19 +53,24 @@ struct ForwardTile {
   int64_t channel_stride, row_stride;
 };
 
+// How a tile reads its source rows: every tap inside them (or staged rows); or, for unpadded
+// rows where some tap of the tile reads outside [0, in_width) (zero padding, or past the row),
+// masked loads (those lanes load as zeros and never touch memory), or whole loads with those
+// lanes cleared after (RowConv::whole_reads: half the load slots of a masked load on Zen 3).
+enum class Reads { kInside, kMasked, kCleared };
+
 // Output channels [c0, c0 + CT) x rows [h0, h0 + RT) x positions [w0, w0 + V * 8), of which
-// `valid` positions are stored. kMasked: unpadded rows, where some tap of the tile reads outside
-// [0, in_width) (zero padding, or past the row); those lanes load as zeros.
+// `valid` positions are stored.
 // KH > 1 where the row dim has stride 1, dilation 1 and KH taps: row tap (q, kh) of output row
 // h reads the source row of (q, 0) at row h + kh, so the RT + KH - 1 rows of a tile are loaded
 // once per last-dim tap and each feeds every (output row, kh) pair that reads it. KH = 1 is the
 // general case: every row tap on its own.
-template <int CT, int RT, int V, int KH, bool kMasked>
+template <int CT, int RT, int V, int KH, Reads kReads>
 void forward_tile(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0, int64_t valid) {
   const RowConv& cv = *t.conv;
   constexpr int kRows = RT + KH - 1;
-  __m256i masks[kMasked ? kMaxMaskedTaps : 1][V];
-  if constexpr (kMasked) {
+  __m256i masks[kReads == Reads::kInside ? 1 : kMaxMaskedTaps][V];
+  if constexpr (kReads != Reads::kInside) {
     for (int64_t k = 0; k < cv.last_taps; ++k) {
       NDOPS_UNROLL
       for (int v = 0; v < V; ++v) {
@@ -100,8 +108,14 @@ void forward_tile(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0, int6
         __m256 x[V];
         NDOPS_UNROLL
         for (int v = 0; v < V; ++v) {
-          x[v] = kMasked ? _mm256_maskload_ps(rows[j] + offset + v * kLanes, masks[k][v])
-                         : _mm256_loadu_ps(rows[j] + offset + v * kLanes);
+          const float* at = rows[j] + offset + v * kLanes;
+          if constexpr (kReads == Reads::kMasked) {
+            x[v] = _mm256_maskload_ps(at, masks[k][v]);
+          } else if constexpr (kReads == Reads::kCleared) {
+            x[v] = _mm256_and_ps(_mm256_loadu_ps(at), _mm256_castsi256_ps(masks[k][v]));
+          } else {
+            x[v] = _mm256_loadu_ps(at);
+          }
         }
         NDOPS_UNROLL
         for (int kh = 0; kh < KH; ++kh) {
@@ -141,20 +155,28 @@ constexpr int tile_rows() {
   return rows < 1 ? 1 : (rows > 4 ? 4 : rows);
 }
 
-template <int CT, int V, bool kMasked>
+// Rows per tile with shared rows (3 row taps): the accumulators, the 3 weights of each channel,
+// a vector of the masks (masked tiles) and the loaded row in the 16 registers (at most 4).
+template <int CT, int V>
+constexpr int shared_tile_rows() {
+  const int rows = (16 - 3 * CT - V - 1) / (CT * V);
+  return rows < 1 ? 1 : (rows > 4 ? 4 : rows);
+}
+
+template <int CT, int V, Reads kReads>
 void forward_rows_of(const ForwardTile& t, int64_t c0, int64_t w0, int64_t valid) {
-  constexpr int kRows = tile_rows<CT, V>();
+  constexpr int kRows = tile_rows<CT, V>(), kSharedRows = shared_tile_rows<CT, V>();
   const int64_t rows = t.conv->out_rows;
   int64_t h = 0;
-  if (kRows > 1 && t.conv->shared_rows_kernel == 3) {
-    for (; h + kRows <= rows; h += kRows) {
-      forward_tile<CT, kRows, V, 3, kMasked>(t, c0, h, w0, valid);
+  if (kSharedRows > 1 && t.conv->shared_rows_kernel == 3) {
+    for (; h + kSharedRows <= rows; h += kSharedRows) {
+      forward_tile<CT, kSharedRows, V, 3, kReads>(t, c0, h, w0, valid);
     }
   }
   for (; h + kRows <= rows; h += kRows) {
-    forward_tile<CT, kRows, V, 1, kMasked>(t, c0, h, w0, valid);
+    forward_tile<CT, kRows, V, 1, kReads>(t, c0, h, w0, valid);
   }
-  for (; h < rows; ++h) forward_tile<CT, 1, V, 1, kMasked>(t, c0, h, w0, valid);
+  for (; h < rows; ++h) forward_tile<CT, 1, V, 1, kReads>(t, c0, h, w0, valid);
 }
 
 // Every row of channels [c0, c0 + CT) and positions [w0, w0 + valid).
@@ -165,9 +187,11 @@ void forward_rows(const ForwardTile& t, int64_t c0, int64_t w0, int64_t valid) {
                       (w0 + cv.tap_offsets[0] >= 0 &&
                        w0 + V * kLanes + cv.tap_offsets[cv.last_taps - 1] <= cv.in_width);
   if (inside) {
-    forward_rows_of<CT, V, false>(t, c0, w0, valid);
+    forward_rows_of<CT, V, Reads::kInside>(t, c0, w0, valid);
+  } else if (cv.whole_reads) {
+    forward_rows_of<CT, V, Reads::kCleared>(t, c0, w0, valid);
   } else {
-    forward_rows_of<CT, V, true>(t, c0, w0, valid);
+    forward_rows_of<CT, V, Reads::kMasked>(t, c0, w0, valid);
   }
 }
 
@@ -180,6 +204,23 @@ ForwardRows forward_rows_for(int64_t channels) {
     case 2: return forward_rows<2, V>;
     case 3: return forward_rows<3, V>;
     default: return forward_rows<4, V>;
+  }
+}
+
+// grad_weight[c0 + ct, r, k0 + kt] += the horizontal sum of acc[ct][kt].
+template <int CT, int KT>
+void reduce_weight_grad_tile(const RowConv& cv, const __m256 (&acc)[CT][KT], int64_t c0,
+                             int64_t k0, int64_t r, float* grad_weight) {
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    float* dst = grad_weight + ((c0 + ct) * cv.row_taps + r) * cv.last_taps + k0;
+    NDOPS_UNROLL
+    for (int kt = 0; kt < KT; ++kt) {
+      const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[ct][kt]),
+                                     _mm256_extractf128_ps(acc[ct][kt], 1));
+      const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+      dst[kt] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+    }
   }
 }
 
@@ -202,15 +243,37 @@ void weight_grad_tile(const RowConv& cv, const float* grad, int64_t channel_stri
     hi = min_of(hi, (cv.in_width - last) / kLanes * kLanes);
     if (hi < lo) hi = lo;
   }
-  for (int64_t h = 0; h < cv.out_rows; ++h) {
+  const auto rows_at = [&](int64_t h, const float* (&x)[KT], const float* (&g)[CT]) {
     const float* row = cv.src[r * cv.out_rows + h];
-    if (row == nullptr) continue;
-    const float* x[KT];
+    if (row == nullptr) return false;
     NDOPS_UNROLL
     for (int kt = 0; kt < KT; ++kt) x[kt] = row + offsets[kt];
-    const float* g[CT];
     NDOPS_UNROLL
     for (int ct = 0; ct < CT; ++ct) g[ct] = grad + (c0 + ct) * channel_stride + h * row_stride;
+    return true;
+  };
+  // The vectors that need no masks first, the others after in a pass of their own: the masks
+  // stay out of the main loop's registers.
+  for (int64_t h = 0; h < cv.out_rows; ++h) {
+    const float* x[KT];
+    const float* g[CT];
+    if (!rows_at(h, x, g)) continue;
+    for (int64_t w = lo; w < hi; w += kLanes) {
+      __m256 xv[KT];
+      NDOPS_UNROLL
+      for (int kt = 0; kt < KT; ++kt) xv[kt] = _mm256_loadu_ps(x[kt] + w);
+      NDOPS_UNROLL
+      for (int ct = 0; ct < CT; ++ct) {
+        const __m256 gv = _mm256_loadu_ps(g[ct] + w);
+        NDOPS_UNROLL
+        for (int kt = 0; kt < KT; ++kt) acc[ct][kt] = _mm256_fmadd_ps(gv, xv[kt], acc[ct][kt]);
+      }
+    }
+  }
+  for (int64_t h = 0; (lo > 0 || hi < cv.width) && h < cv.out_rows; ++h) {
+    const float* x[KT];
+    const float* g[CT];
+    if (!rows_at(h, x, g)) continue;
     // Both operands masked: nothing past the output row or outside the input row enters.
     const auto masked_step = [&](int64_t w) {
       const __m256i in_output = lane_mask(cv.width - w);
@@ -231,30 +294,9 @@ void weight_grad_tile(const RowConv& cv, const float* grad, int64_t channel_stri
       }
     };
     for (int64_t w = 0; w < lo && w < cv.width; w += kLanes) masked_step(w);
-    for (int64_t w = lo; w < hi; w += kLanes) {
-      __m256 xv[KT];
-      NDOPS_UNROLL
-      for (int kt = 0; kt < KT; ++kt) xv[kt] = _mm256_loadu_ps(x[kt] + w);
-      NDOPS_UNROLL
-      for (int ct = 0; ct < CT; ++ct) {
-        const __m256 gv = _mm256_loadu_ps(g[ct] + w);
-        NDOPS_UNROLL
-        for (int kt = 0; kt < KT; ++kt) acc[ct][kt] = _mm256_fmadd_ps(gv, xv[kt], acc[ct][kt]);
-      }
-    }
     for (int64_t w = hi > lo ? hi : lo; w < cv.width; w += kLanes) masked_step(w);
   }
-  NDOPS_UNROLL
-  for (int ct = 0; ct < CT; ++ct) {
-    float* dst = grad_weight + ((c0 + ct) * cv.row_taps + r) * cv.last_taps + k0;
-    NDOPS_UNROLL
-    for (int kt = 0; kt < KT; ++kt) {
-      const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[ct][kt]),
-                                     _mm256_extractf128_ps(acc[ct][kt], 1));
-      const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
-      dst[kt] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
-    }
-  }
+  reduce_weight_grad_tile<CT, KT>(cv, acc, c0, k0, r, grad_weight);
 }
 
 using WeightGradTile = void (*)(const RowConv&, const float*, int64_t, int64_t, int64_t,

@@ -59,7 +59,7 @@ at::Tensor weight_grad(const DirectPlan& p, const at::Tensor& x, const at::Tenso
   const int64_t parts = std::min<int64_t>(tasks.count(), 64);
   const int64_t size = weight.numel(), group = p.cout() * p.row_taps * p.last_kernel;
   std::vector<float> partial(parts * size, 0.0f);
-  const std::vector<float> zeros(p.row_stride, 0.0f);
+  const ZeroRow zeros(p);
   const at::Tensor staged = p.raw ? x : stage_input(p, x);
   const float* g = gz.const_data_ptr<float>();
   const int64_t channel_stride = gz.stride(1), row_stride = gz.stride(p.conv.ndim);
@@ -76,7 +76,7 @@ at::Tensor weight_grad(const DirectPlan& p, const at::Tensor& x, const at::Tenso
         for (int64_t gr = 0; gr < p.conv.groups; ++gr) {
           const RowConv cv = row_sources(p, staged, plane / p.outer_positions,
                                          plane % p.outer_positions, gr, h0, h1, scratch,
-                                         zeros.data());
+                                         zeros.row());
           row_conv_weight_grad_avx2(cv, g + offset + gr * p.cout() * channel_stride,
                                     channel_stride, row_stride, p.cout(), acc + gr * group);
         }

@@ -32,8 +32,12 @@ struct RowConv {
   const float* zeros;          // a zero row, read in place of a null row next to real ones
   // 0: staged rows, readable wherever a tap reaches (tap offsets >= 0). > 0: the rows are the
   // input's own, of this many elements; reads outside them are zero padding (tap offsets may
-  // be negative) and never touch memory.
+  // be negative).
   int64_t in_width;
+  // For unpadded rows: whether every vector a tap reads lies in readable memory (the rows'
+  // tensor, or the zero row's margins), so that vectors leaving a row are loaded whole and
+  // their lanes outside it cleared; else they are masked loads that never touch that memory.
+  bool whole_reads;
   // 3 where row tap (q, kh) of output row h is row tap (q, 0) of row h + kh for kh < 3 (the
   // row dim has stride 1, dilation 1 and 3 taps, innermost in r): rows are then shared across
   // a tile's output rows. 0 otherwise.

@@ -56,14 +56,31 @@ Tasks split_tasks(const DirectPlan& p);
 // slot_source[m], or zero).
 at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x);
 
+// The zero row read in place of null source rows, with margins of zeros on either side wide
+// enough for every vector a tap of unpadded rows reads (RowConv::whole_reads).
+class ZeroRow {
+ public:
+  explicit ZeroRow(const DirectPlan& p)
+      : margin_(row_reach(p)), values_(p.row_stride + 2 * margin_, 0.0f) {}
+  const float* row() const { return values_.data() + margin_; }
+  // How far the vectors of a tap of unpadded rows read on either side of a row.
+  static int64_t row_reach(const DirectPlan& p);
+
+ private:
+  int64_t margin_;
+  std::vector<float> values_;
+};
+
 // Per-thread scratch of row_sources.
 struct RowScratch {
   explicit RowScratch(const DirectPlan& p)
       : src(p.row_taps * std::min(p.rows_out, kMaxTaskRows)),
+        row_offsets(p.row_kernel * std::min(p.rows_out, kMaxTaskRows)),
         outer_offsets(p.outer_taps),
         out_coords(p.outer),
         tap_coords(p.outer) {}
   std::vector<const float*> src;  // RowConv::src
+  std::vector<int64_t> row_offsets;  // [row_kernel][rows]: a row's offset in its plane, or -1
   std::vector<int64_t> outer_offsets, out_coords, tap_coords;
 };
 
