@@ -2,6 +2,8 @@
 ``F.conv_transpose{1,2,3}d`` with the same arguments, defaults and output sizes, at any N."""
 import numbers
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -119,7 +121,7 @@ def _kernel_padding(symmetric, extra):
     return [v for p, e in zip(symmetric, extra) for v in (p, p + e)]
 
 
-def _conv_backend(op, n, x, weight, stride):
+def _conv_backend(op, n, x, weight, stride, dilation):
     """``_backend.choose`` for conv_nd, with the shapes where the compiled CPU kernel loses to
     the fallback at N >= 4 handed to the fallback when no backend is forced: strided convs of
     1-2 input channels per group (stems: the direct kernel is written for unit stride),
@@ -133,12 +135,38 @@ def _conv_backend(op, n, x, weight, stride):
     1.07x (0.99x / 0.44x); C256->256 3^4 k3 p1 1.61x / 1.76x (0.97x / 0.22x); conv_bias_act_nd
     the same shapes 1.03-1.54x. ResNet forward (ndops.models, width 64), default / forced
     fallback: resnet18 24^4 1.22x, 16^4 1.09x; resnet10 24^4 1.19x, 16^4 1.16x (with the
-    former big-weight rule 1.03x, 1.00x, 1.07x, 1.05x)."""
+    former big-weight rule 1.03x, 1.00x, 1.07x, 1.05x).
+    At N = 2, 3 the compiled kernel is chosen over torch's for first layers (see
+    ``_direct_beats_native``)."""
     impl = _backend.choose(op, n, x.device)
-    if impl != "ext" or _backend.forced_backend() is not None or x.device.type != "cpu":
+    if _backend.forced_backend() is not None or x.device.type != "cpu":
+        return impl
+    if impl == "native" and _direct_beats_native(op, n, x, weight, stride, dilation):
+        return "ext"
+    if impl != "ext":
         return impl
     strided_stem = weight.shape[1] <= 2 and any(s > 1 for s in stride)
     return "fallback" if strided_stem else impl
+
+
+def _direct_beats_native(op, n, x, weight, stride, dilation):
+    """Whether a 2-D / 3-D conv is a first layer that the compiled direct kernel (AVX2, float32,
+    one input channel, unit stride and dilation) runs faster than torch's conv.
+    Measured 2026-11-22 (BENCHMARKS.md; 2 threads, fastest of 7-15 calls, torch / ext time, fwd
+    and fwd+bwd): 3-D B4 C1->16 64^3 k3 1.49x / 2.50x, B1 C1->8 16^3 1.97x / 1.80x, B1 C1->32
+    48^3 k5 1.18x / 2.61x; 2-D B8 C1->32 128^2 1.94x / 2.68x, B4 C1->16 256^2 k5 1.63x / 3.14x.
+    torch wins on tiny calls (3-D B1 C1->8 8^3, 110K multiply-adds: 1.04x / 0.80x; 2-D B1
+    C1->16 32^2, 147K: 0.87x / 0.65x), so calls under 2^19 multiply-adds stay native; so do
+    2-3 input channels (C2 1.03-1.04x, C3 0.91-0.95x), depthwise convs (not measured) and 1-D
+    (mixed: B8 C1->32 4096 k7 fwd 0.87x, fwd+bwd 2.04x)."""
+    if (n not in (2, 3) or x.shape[1] != 1 or x.dtype != torch.float32
+            or weight.dtype != torch.float32 or any(s != 1 for s in stride)
+            or any(d != 1 for d in dilation)
+            or torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512")
+            or "ext" not in _backend.available_backends(op, n, x.device)):
+        return False
+    multiply_adds = x.shape[0] * weight.shape[0] * math.prod(x.shape[2:]) * math.prod(weight.shape[2:])
+    return multiply_adds >= 1 << 19
 
 
 def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -155,7 +183,7 @@ def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     n, batched, stride, dilation, symmetric, extra = _conv_arguments(
         op, input, weight, bias, stride, padding, dilation, groups, spatial_dims)
     x = _args.with_batch(input, batched)
-    impl = _conv_backend(op, n, x, weight, stride)
+    impl = _conv_backend(op, n, x, weight, stride, dilation)
     if impl == "native":
         torch_padding = padding if isinstance(padding, str) else symmetric
         out = getattr(F, f"conv{n}d")(x, weight, bias, stride, torch_padding, dilation, groups)
