@@ -40,14 +40,16 @@ _NATIVE_DIMS = {
 # Default order of preference when nothing is forced: torch's own kernels first for N <= 3;
 # above, the compiled kernel beats the fallback wherever one exists (BENCHMARKS.md). An op whose
 # measurements say otherwise registers its own order with ``set_preference``.
-_DEFAULT_ORDER = ("native", "ext", "fallback")
+DEFAULT_ORDER = ("native", "ext", "fallback")
 _PREFERENCE = {}
 
 
 def set_preference(op, order):
-    """Make ``order(n, device_type, numel) -> tuple of backend names`` the default order for
-    ``op`` (called by the functional module of ``op``, with the benchmark that justifies it).
-    ``numel`` is the input's element count, or None when the caller does not say."""
+    """Make ``order(n, device_type, numel, call) -> tuple of backend names`` the default order
+    for ``op`` (called by the functional module of ``op``, with the benchmark that justifies
+    it). ``numel`` is the input's element count and ``call`` a dict of the call's arguments the
+    op's rule reads (e.g. conv_nd: input, weight, stride, dilation), each None when the caller
+    does not say."""
     _PREFERENCE[op] = order
 
 
@@ -55,10 +57,10 @@ def compiled_first_on_cpu(min_numel=0):
     """An order for ``set_preference``: the compiled kernel first on the CPU for inputs of at
     least ``min_numel`` elements (or of unknown size), torch's own first otherwise (small inputs,
     where the kernel's fixed cost of a few tens of microseconds loses, and other devices)."""
-    def order(n, device_type, numel):
+    def order(n, device_type, numel, call=None):
         if device_type == "cpu" and (numel is None or numel >= min_numel):
             return ("ext", "native", "fallback")
-        return _DEFAULT_ORDER
+        return DEFAULT_ORDER
     return order
 
 
@@ -86,27 +88,29 @@ def forced_backend():
     return getattr(_forced, "name", None)
 
 
-def available_backends(op, n, device="cpu", numel=None):
+def available_backends(op, n, device="cpu", numel=None, call=None):
     """The backends able to run ``op`` with ``n`` spatial dims on ``device``, fastest first
-    (for an input of ``numel`` elements where the order depends on the size)."""
+    (for an input of ``numel`` elements, or the call's arguments ``call``, where the order
+    depends on them: see ``set_preference``)."""
     device_type = torch.device(device).type
     able = {
         "native": _NATIVE_DIMS.get(op, lambda n: n <= 3)(n),
         "ext": (op, device_type) in _EXT_KERNELS,
         "fallback": True,
     }
-    order = _PREFERENCE.get(op, lambda n, d, size: _DEFAULT_ORDER)(n, device_type, numel)
+    order = _PREFERENCE.get(op, lambda *_: DEFAULT_ORDER)(n, device_type, numel, call)
     return [name for name in order if able[name]]
 
 
-def choose(op, n, device, native_ok=True, numel=None):
+def choose(op, n, device, native_ok=True, numel=None, call=None):
     """The backend to run ``op`` (N = ``n``) on ``device``: the forced one, else the fastest.
 
     ``native_ok=False`` tells that torch cannot run this particular call (an argument it does
-    not support), so ``native`` is not offered. ``numel``: the input's element count, for ops
-    whose fastest backend depends on the size.
+    not support), so ``native`` is not offered. ``numel``, ``call``: the input's element count
+    and the call's arguments, for ops whose fastest backend depends on them.
     """
-    able = [b for b in available_backends(op, n, device, numel) if b != "native" or native_ok]
+    able = [b for b in available_backends(op, n, device, numel, call)
+            if b != "native" or native_ok]
     forced = forced_backend()
     if forced is None:
         return able[0]

@@ -404,22 +404,28 @@ def test_conv_transpose_layouts_chunks_and_gradgradcheck(monkeypatch):
         assert torch.autograd.gradgradcheck(fn, (xs, ws, bs), fast_mode=True)
 
 
+def _default_backend(x, w, stride, dilation=None):
+    """ndops' default backend for conv_nd(x, w, stride=stride, dilation=dilation)."""
+    n = w.dim() - 2
+    call = dict(input=x, weight=w, stride=stride, dilation=dilation or (1,) * n)
+    return ndops._backend.choose("conv_nd", n, x.device, call=call)
+
+
 def test_default_hands_strided_stems_to_the_fallback():
     """Strided convs of <= 2 input channels per group go to the fallback at N >= 4 unless a
     backend is forced; weights larger than the input stay compiled (measured in
-    _conv_backend's docstring)."""
-    from ndops.functional.conv import _conv_backend
+    _conv_order's docstring)."""
     x = torch.randn(1, 64, 3, 3, 3, 3)
     one = (1,) * 4
-    assert _conv_backend("conv_nd", 4, x, torch.randn(64, 64, 3, 3, 3, 3), one, one) == "ext"
+    assert _default_backend(x, torch.randn(64, 64, 3, 3, 3, 3), one) == "ext"
     stem = torch.randn(1, 1, 12, 12, 12, 12)
     w = torch.randn(8, 1, 3, 3, 3, 3)
-    assert _conv_backend("conv_nd", 4, stem, w, (2,) * 4, one) == "fallback"
-    assert _conv_backend("conv_nd", 4, stem, w, one, one) == "ext"
+    assert _default_backend(stem, w, (2,) * 4) == "fallback"
+    assert _default_backend(stem, w, one) == "ext"
     wide = torch.randn(1, 8, 12, 12, 12, 12)
-    assert _conv_backend("conv_nd", 4, wide, torch.randn(8, 8, 3, 3, 3, 3), (2,) * 4, one) == "ext"
+    assert _default_backend(wide, torch.randn(8, 8, 3, 3, 3, 3), (2,) * 4) == "ext"
     with ndops.backend("ext"):  # a forced backend is always honoured
-        assert _conv_backend("conv_nd", 4, stem, w, (2,) * 4, one) == "ext"
+        assert _default_backend(stem, w, (2,) * 4) == "ext"
 
 
 @pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
@@ -429,19 +435,19 @@ def test_default_takes_the_direct_kernel_for_2d_3d_first_layers():
     multiply-adds run the compiled direct kernel by default (faster than torch's, measured in
     _direct_beats_native's docstring); smaller, strided, dilated, multi-channel, float64 and 1-D
     convs stay with torch. The default result equals torch's."""
-    from ndops.functional.conv import _conv_backend
     x, w = torch.randn(2, 1, 24, 24, 24), torch.randn(16, 1, 3, 3, 3)  # 12M multiply-adds
     ones = (1, 1, 1)
-    assert _conv_backend("conv_nd", 3, x, w, ones, ones) == "ext"
+    assert _default_backend(x, w, ones) == "ext"
     x2 = torch.randn(2, 1, 64, 64)  # 1.2M multiply-adds
-    assert _conv_backend("conv_nd", 2, x2, w[:, :, 0], ones[:2], ones[:2]) == "ext"
-    assert _conv_backend("conv_nd", 3, x[:1, :, :8, :8, :8], w, ones, ones) == "native"
-    assert _conv_backend("conv_nd", 3, x, w, (2, 1, 1), ones) == "native"
-    assert _conv_backend("conv_nd", 3, x, w, ones, (1, 2, 1)) == "native"
-    assert _conv_backend("conv_nd", 3, x.double(), w.double(), ones, ones) == "native"
-    assert _conv_backend("conv_nd", 3, x.repeat(1, 2, 1, 1, 1), w.repeat(1, 2, 1, 1, 1), ones,
-                         ones) == "native"
-    assert _conv_backend("conv_nd", 1, x.flatten(2), w[:, :, 0, 0], ones[:1], ones[:1]) == "native"
+    assert _default_backend(x2, w[:, :, 0], ones[:2]) == "ext"
+    assert _default_backend(x[:1, :, :8, :8, :8], w, ones) == "native"
+    assert _default_backend(x, w, (2, 1, 1)) == "native"
+    assert _default_backend(x, w, ones, (1, 2, 1)) == "native"
+    assert _default_backend(x.double(), w.double(), ones) == "native"
+    assert _default_backend(x.repeat(1, 2, 1, 1, 1), w.repeat(1, 2, 1, 1, 1), ones) == "native"
+    assert _default_backend(x.flatten(2), w[:, :, 0, 0], ones[:1]) == "native"
+    with ndops.backend("native"):
+        assert _default_backend(x, w, ones) == "native"
     b = torch.randn(16)
     torch.testing.assert_close(ndops.conv_nd(x, w, b, padding=1), F.conv3d(x, w, b, padding=1))
     assert ndops.conv_nd(x[:0], w, b, padding=1).shape == (0, 16, 24, 24, 24)

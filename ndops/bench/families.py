@@ -55,6 +55,13 @@ class OpFamily:
     loop_call: object = None       # (case, *tensors) -> output, N >= 4
     work: object = None            # (case, tensors, output) -> FLOPs or bytes
     describe: object = None        # (case) -> text after "B.. C.." in the case's name
+    backend_call: object = None    # (case) -> the `call` of ndops.available_backends, if used
+
+    def default_backend(self, case, device):
+        """The backend ndops runs ``case`` on by default."""
+        call = self.backend_call(case) if self.backend_call else None
+        return ndops.available_backends(self.op, case.n, device, math.prod(case.shape),
+                                        call=call)[0]
 
     def method_call(self, method, case, device):
         """``f(*tensors) -> output`` for ``method``; raises Unavailable / NotApplicable."""
@@ -122,6 +129,14 @@ def _conv_inputs(transpose):
 def _conv_args(case):
     p = case.params
     return p.get("stride", 1), p.get("padding", 0)
+
+
+def _conv_backend_call(case):
+    """conv_nd's backend rule reads the input, weight, stride and dilation (shapes only)."""
+    x, w, _ = _conv_inputs(False)(case, "meta")[0]
+    stride = _conv_args(case)[0]
+    stride = (stride,) * case.n if isinstance(stride, int) else tuple(stride)
+    return dict(input=x, weight=w, stride=stride, dilation=(1,) * case.n)
 
 
 def _conv_ndops(case, x, w, b):
@@ -276,7 +291,8 @@ def _window_kwargs(case):
 FAMILIES = {
     "conv": OpFamily(
         "conv", "conv_nd", "GFLOP/s", _conv_inputs(False), _conv_ndops, _conv_torch,
-        loop_call=_conv_loop, work=_conv_flops(False), describe=_describe_conv),
+        loop_call=_conv_loop, work=_conv_flops(False), describe=_describe_conv,
+        backend_call=_conv_backend_call),
     "conv_transpose": OpFamily(
         "conv_transpose", "conv_transpose_nd", "GFLOP/s", _conv_inputs(True),
         _conv_transpose_ndops, _conv_transpose_torch, loop_call=_conv_transpose_loop,

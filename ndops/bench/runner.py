@@ -213,10 +213,10 @@ def evaluate_targets(case, rows, device="cpu"):
             pct = ext["pct_of_limit"]
             checks.append((text, pct, None if pct is None else pct >= 100 * target.fraction,
                            f"{pct:.0f} % of {ext['limit']:.0f} {ext['unit']}" if pct else ""))
-    op = getattr(FAMILIES[case.family], "op", None)
-    if case.n <= 3 and op and "torch" in by_method:
+    family = FAMILIES[case.family]
+    if case.n <= 3 and getattr(family, "op", None) and "torch" in by_method:
         text = f">= {NATIVE_TARGET:g}x torch (ndops' default choice)"
-        default = ndops.available_backends(op, case.n, device, math.prod(case.shape))[0]
+        default = family.default_backend(case, device)
         if default == "native":
             checks.append((text, 1.0, True, "dispatches to torch"))
         elif default in by_method:

@@ -121,13 +121,13 @@ def _kernel_padding(symmetric, extra):
     return [v for p, e in zip(symmetric, extra) for v in (p, p + e)]
 
 
-def _conv_backend(op, n, x, weight, stride, dilation):
-    """``_backend.choose`` for conv_nd, with the shapes where the compiled CPU kernel loses to
-    the fallback at N >= 4 handed to the fallback when no backend is forced: strided convs of
-    1-2 input channels per group (stems: the direct kernel is written for unit stride),
-    measured 2026-11-22 (BENCHMARKS.md, 2 threads, ext / fallback time): C1->64 24^4 k7 s2 and
-    k3 s2 1.3-1.7x slower, C1->8 32^4 k3 s2 fwd+bwd 1.2x. Strided convs with more channels
-    stay compiled (C8-C32 k3 s2: 1.3-1.8x faster).
+def _conv_order(n, device_type, numel, call):
+    """conv_nd's backend order (``_backend.set_preference``), from its call's input, weight,
+    stride and dilation. On the CPU at N >= 4 the fallback goes first for strided convs of 1-2
+    input channels per group (stems: the direct kernel is written for unit stride), measured
+    2026-11-22 (BENCHMARKS.md, 2 threads, ext / fallback time): C1->64 24^4 k7 s2 and k3 s2
+    1.3-1.7x slower, C1->8 32^4 k3 s2 fwd+bwd 1.2x. Strided convs with more channels stay
+    compiled (C8-C32 k3 s2: 1.3-1.8x faster).
     Weights larger than the input stay compiled since the kernel stopped re-packing them
     (csrc/cpu/conv.cpp native_weight, weight_grad_kernel_pays). Same-script sweep, median of
     9 interleaved calls, 2 threads, fallback / ext time (> 1: ext faster), fwd and fwd+bwd:
@@ -136,20 +136,19 @@ def _conv_backend(op, n, x, weight, stride, dilation):
     the same shapes 1.03-1.54x. ResNet forward (ndops.models, width 64), default / forced
     fallback: resnet18 24^4 1.22x, 16^4 1.09x; resnet10 24^4 1.19x, 16^4 1.16x (with the
     former big-weight rule 1.03x, 1.00x, 1.07x, 1.05x).
-    At N = 2, 3 the compiled kernel is chosen over torch's for first layers (see
-    ``_direct_beats_native``)."""
-    impl = _backend.choose(op, n, x.device)
-    if _backend.forced_backend() is not None or x.device.type != "cpu":
-        return impl
-    if impl == "native" and _direct_beats_native(op, n, x, weight, stride, dilation):
-        return "ext"
-    if impl != "ext":
-        return impl
+    At N = 2, 3 the compiled kernel goes first for the first layers of
+    ``_direct_beats_native``."""
+    if device_type != "cpu" or call is None:
+        return _backend.DEFAULT_ORDER
+    x, weight, stride, dilation = call["input"], call["weight"], call["stride"], call["dilation"]
+    if n <= 3:
+        first_layer = _direct_beats_native(n, x, weight, stride, dilation)
+        return ("ext", "native", "fallback") if first_layer else _backend.DEFAULT_ORDER
     strided_stem = weight.shape[1] <= 2 and any(s > 1 for s in stride)
-    return "fallback" if strided_stem else impl
+    return ("fallback", "ext") if strided_stem else _backend.DEFAULT_ORDER
 
 
-def _direct_beats_native(op, n, x, weight, stride, dilation):
+def _direct_beats_native(n, x, weight, stride, dilation):
     """Whether a 2-D / 3-D conv is a first layer that the compiled direct kernel (AVX2, float32,
     one input channel, unit stride and dilation) runs faster than torch's conv.
     Measured 2026-11-22 (BENCHMARKS.md; 2 threads, fastest of 7-15 calls, torch / ext time, fwd
@@ -162,11 +161,14 @@ def _direct_beats_native(op, n, x, weight, stride, dilation):
     if (n not in (2, 3) or x.shape[1] != 1 or x.dtype != torch.float32
             or weight.dtype != torch.float32 or any(s != 1 for s in stride)
             or any(d != 1 for d in dilation)
-            or torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512")
-            or "ext" not in _backend.available_backends(op, n, x.device)):
+            or torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512")):
         return False
-    multiply_adds = x.shape[0] * weight.shape[0] * math.prod(x.shape[2:]) * math.prod(weight.shape[2:])
+    multiply_adds = (x.shape[0] * weight.shape[0] * math.prod(x.shape[2:])
+                     * math.prod(weight.shape[2:]))
     return multiply_adds >= 1 << 19
+
+
+_backend.set_preference("conv_nd", _conv_order)
 
 
 def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -183,7 +185,8 @@ def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     n, batched, stride, dilation, symmetric, extra = _conv_arguments(
         op, input, weight, bias, stride, padding, dilation, groups, spatial_dims)
     x = _args.with_batch(input, batched)
-    impl = _conv_backend(op, n, x, weight, stride, dilation)
+    impl = _backend.choose(op, n, x.device, call=dict(input=x, weight=weight, stride=stride,
+                                                       dilation=dilation))
     if impl == "native":
         torch_padding = padding if isinstance(padding, str) else symmetric
         out = getattr(F, f"conv{n}d")(x, weight, bias, stride, torch_padding, dilation, groups)
