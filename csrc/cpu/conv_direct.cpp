@@ -232,22 +232,11 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
     low_plane = low_plane < 0 ? offset : std::min(low_plane, offset);
     high_plane = std::max(high_plane, offset);
   }
-  const float** src = s.src.data();
-  const int64_t block = p.row_kernel * rows;  // the rows of one plane (ci, t)
+  const float** planes = s.planes.data();
   for (int64_t ci = 0; ci < p.cin(); ++ci) {
-    for (int64_t t = 0; t < p.outer_taps; ++t, src += block) {
-      if (s.outer_offsets[t] < 0) {
-        std::fill(src, src + block, nullptr);
-        continue;
-      }
-      // Without branches: an address, or all bits cleared where the offset is -1.
-      const uintptr_t plane =
-          reinterpret_cast<uintptr_t>(base + ci * ss[1] + s.outer_offsets[t]);
-      for (int64_t i = 0; i < block; ++i) {
-        const uintptr_t keep = row_offsets[i] < 0 ? 0 : ~uintptr_t{0};
-        src[i] = reinterpret_cast<const float*>(
-            (plane + static_cast<uintptr_t>(row_offsets[i]) * sizeof(float)) & keep);
-      }
+    for (int64_t t = 0; t < p.outer_taps; ++t) {
+      const int64_t offset = s.outer_offsets[t];
+      *planes++ = offset < 0 ? nullptr : base + ci * ss[1] + offset;
     }
   }
   const int row_dim = c.ndim - 2;
@@ -258,8 +247,9 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
                 reads_inside(staged, base + low_plane + low,
                              base + (p.cin() - 1) * ss[1] + high_plane + high, in_width,
                              ZeroRow::row_reach(p)));
-  return RowConv{s.src.data(), p.row_taps, rows, p.tap_offsets.data(), p.last_kernel, p.width,
-                 zeros, in_width, whole_reads, shared ? int64_t{3} : 0};
+  return RowConv{s.planes.data(), row_offsets, p.row_taps, p.row_kernel, rows,
+                 p.tap_offsets.data(), p.last_kernel, p.width, zeros, in_width, whole_reads,
+                 shared ? int64_t{3} : 0};
 }
 
 int64_t plane_offset(const DirectPlan& p, const at::Tensor& t, int64_t plane,
