@@ -86,9 +86,9 @@ def test_direct_kernel_chunks_rows_and_reads_strided_inputs(monkeypatch):
 @needs_avx2
 def test_direct_kernel_rule(monkeypatch):
     """In float32, the forward of a conv with at most 2 input channels per group and the
-    backward of one with 1 take the direct kernel; the rest, the gathered conv;
-    NDOPS_CONV_DIRECT=0 turns it off."""
-    one, two = torch.randn(2, 1, 6, 6, 6, 6), torch.randn(2, 2, 6, 6, 6, 6)
+    backward of one with 1, or with at most 4 and fewer than 16 output channels, take the
+    direct kernel; the rest, the gathered conv; NDOPS_CONV_DIRECT=0 turns it off."""
+    one, two, four = (torch.randn(2, c, 6, 6, 6, 6) for c in (1, 2, 4))
     wide = (torch.randn(1, 8, 5, 5, 5, 5), torch.randn(4, 8, 3, 3, 3, 3))
 
     def conv(x, w):
@@ -97,11 +97,13 @@ def test_direct_kernel_rule(monkeypatch):
             torch.ops.ndops.conv_nd(*leaves, None, [1] * 4, [1] * 4, [1] * 4, 1).sum().backward()
         return call
 
-    for x, direct in [(one, {"direct_forward", "direct_backward"}), (two, {"direct_forward"})]:
-        w = torch.randn(4, x.shape[1], 3, 3, 3, 3)
+    both = {"direct_forward", "direct_backward"}
+    for x, out_channels, direct in [(one, 16, both), (two, 4, both), (two, 16, {"direct_forward"}),
+                                    (four, 4, {"direct_backward"}), (four, 16, set())]:
+        w = torch.randn(out_channels, x.shape[1], 3, 3, 3, 3)
         ran = ran_kernels(conv(x, w))
         for name in ("direct_forward", "direct_backward"):
-            assert (f"ndops::conv_nd::{name}" in ran) == (name in direct), (x.shape, name)
+            assert (f"ndops::conv_nd::{name}" in ran) == (name in direct), (w.shape, name)
     assert "ndops::conv_nd::direct_forward" not in ran_kernels(conv(*wide))
     assert "ndops::conv_nd::direct_forward" not in ran_kernels(conv(one.double(),
                                                                      w[:, :1].double()))

@@ -14,7 +14,7 @@
 //
 // The rule (measured on the project machine, AMD EPYC Zen 3, AVX2, 2 threads, fp32; numbers in
 // direct_rule below): the direct kernel runs the forward when each group has at most 2 input
-// channels, the backward when it has 1.
+// channels, the backward when it has 1, or at most 4 and fewer than 16 output channels.
 #include "cpu/conv_direct.h"
 
 #include <ATen/Parallel.h>
@@ -60,14 +60,20 @@ bool runs_direct(const at::Tensor& input, const at::Tensor& weight) {
          !is_channels_last(input);
 }
 
-// The measured rule: the forward with at most 2 input channels per group, the backward with 1.
-// Gathered path time / direct time, 4-D 3^4 kernel, padding 1, B2 C_in -> 16 20^4 (four runs,
-// medians; the quiet run last):
-// C_in 1: fwd 1.2-2.9 (1.9), fwd + bwd 1.0-2.0 (1.0); C_in 2: fwd 1.1-2.4 (1.05), fwd + bwd
-// 0.8-1.2 (0.85); C_in 3: fwd 0.8-1.5 (1.07), fwd + bwd 0.9; C_in 4: fwd 0.8-1.0, fwd + bwd
-// 0.9-1.1; C_in 6-16: 0.6-0.9. B4 C1 -> 8 24^4 against the fallback: fwd 2.1, fwd + bwd 1.7.
-bool direct_rule(const at::Tensor& weight, bool backward) {
-  return weight.size(1) <= (backward ? 1 : 2);
+// The measured rule: the forward with at most 2 input channels per group; the backward with 1,
+// or with at most 4 and fewer than 16 output channels per group.
+// Forward, gathered path time / direct time, 4-D 3^4 kernel, padding 1, B2 C_in -> 16 20^4
+// (four runs, medians; the quiet run last): C_in 1: 1.2-2.9 (1.9); C_in 2: 1.1-2.4 (1.05);
+// C_in 3: 0.8-1.5 (1.07); C_in 4: 0.8-1.0; C_in 6-16: 0.6-0.9.
+// Backward (input, weight and bias gradients), the same ratio, fastest of 11-15 interleaved
+// calls: C_out 8 and 12 (B4 24^4, B2 16^4): C_in 2: 1.9-2.2, C_in 3: 2.3, C_in 4: 2.1; C_out 16
+// (B2 20^4): C_in 2-4: 0.96-1.06; C_out 32 (B2 16^4): C_in 2: 1.24, C_in 4: 1.07; C_out 64
+// (B2 12^4): C_in 1: 0.88 (fwd + bwd 1.15), C_in 2: 0.64, C_in 3: 0.58.
+bool direct_rule(const at::Tensor& input, const at::Tensor& weight, bool backward) {
+  const int64_t cin = weight.size(1);
+  const int64_t groups = input.dim() > 1 ? std::max<int64_t>(input.size(1) / cin, 1) : 1;
+  if (!backward) return cin <= 2;
+  return cin <= 1 || (cin <= 4 && weight.size(0) / groups < 16);
 }
 
 }  // namespace
@@ -232,22 +238,11 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
     low_plane = low_plane < 0 ? offset : std::min(low_plane, offset);
     high_plane = std::max(high_plane, offset);
   }
-  const float** src = s.src.data();
-  const int64_t block = p.row_kernel * rows;  // the rows of one plane (ci, t)
+  const float** planes = s.planes.data();
   for (int64_t ci = 0; ci < p.cin(); ++ci) {
-    for (int64_t t = 0; t < p.outer_taps; ++t, src += block) {
-      if (s.outer_offsets[t] < 0) {
-        std::fill(src, src + block, nullptr);
-        continue;
-      }
-      // Without branches: an address, or all bits cleared where the offset is -1.
-      const uintptr_t plane =
-          reinterpret_cast<uintptr_t>(base + ci * ss[1] + s.outer_offsets[t]);
-      for (int64_t i = 0; i < block; ++i) {
-        const uintptr_t keep = row_offsets[i] < 0 ? 0 : ~uintptr_t{0};
-        src[i] = reinterpret_cast<const float*>(
-            (plane + static_cast<uintptr_t>(row_offsets[i]) * sizeof(float)) & keep);
-      }
+    for (int64_t t = 0; t < p.outer_taps; ++t) {
+      const int64_t offset = s.outer_offsets[t];
+      *planes++ = offset < 0 ? nullptr : base + ci * ss[1] + offset;
     }
   }
   const int row_dim = c.ndim - 2;
@@ -258,8 +253,9 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
                 reads_inside(staged, base + low_plane + low,
                              base + (p.cin() - 1) * ss[1] + high_plane + high, in_width,
                              ZeroRow::row_reach(p)));
-  return RowConv{s.src.data(), p.row_taps, rows, p.tap_offsets.data(), p.last_kernel, p.width,
-                 zeros, in_width, whole_reads, shared ? int64_t{3} : 0};
+  return RowConv{s.planes.data(), row_offsets, p.row_taps, p.row_kernel, rows,
+                 p.tap_offsets.data(), p.last_kernel, p.width, zeros, in_width, whole_reads,
+                 shared ? int64_t{3} : 0};
 }
 
 int64_t plane_offset(const DirectPlan& p, const at::Tensor& t, int64_t plane,
@@ -347,7 +343,7 @@ ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor
 bool direct_conv_applies(const at::Tensor& input, const at::Tensor& weight, bool backward) {
   const std::string_view mode = forced_mode();
   return mode != "0" && mode != "weight_grad" && runs_direct(input, weight) &&
-         (mode == "1" || direct_rule(weight, backward));
+         (mode == "1" || direct_rule(input, weight, backward));
 }
 
 ConvOutputs direct_conv_forward(const char* op, const at::Tensor& input,

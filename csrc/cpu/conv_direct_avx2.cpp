@@ -89,43 +89,51 @@ void forward_tile(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0, int6
     }
   }
   const int64_t weight_stride = cv.row_taps * cv.last_taps;
-  for (int64_t q = 0; q < cv.row_taps; q += KH) {
-    const float* rows[kRows];
-    bool any = false;
-    NDOPS_UNROLL
-    for (int j = 0; j < kRows; ++j) {
-      const int kh = j < RT ? 0 : j - RT + 1;
-      rows[j] = cv.src[(q + kh) * cv.out_rows + h0 + j - kh];
-      any = any || rows[j] != nullptr;
-      rows[j] = (rows[j] == nullptr ? cv.zeros : rows[j]) + w0;
-    }
-    if (!any) continue;
-    const float* w = t.weight + c0 * weight_stride + q * cv.last_taps;
-    for (int64_t k = 0; k < cv.last_taps; ++k) {
-      const int64_t offset = cv.tap_offsets[k];
+  const int64_t planes = cv.row_taps / cv.row_kernel;
+  for (int64_t plane_tap = 0; plane_tap < planes; ++plane_tap) {
+    const float* plane = cv.planes[plane_tap];
+    if (plane == nullptr) continue;
+    for (int64_t kh0 = 0; kh0 < cv.row_kernel; kh0 += KH) {
+      const int64_t q = plane_tap * cv.row_kernel + kh0;
+      const float* rows[kRows];
+      bool any = false;
       NDOPS_UNROLL
       for (int j = 0; j < kRows; ++j) {
-        __m256 x[V];
+        const int kh = j < RT ? 0 : j - RT + 1;
+        const int64_t offset = cv.row_offsets[(kh0 + kh) * cv.out_rows + h0 + j - kh];
+        any = any || offset >= 0;
+        rows[j] = (offset < 0 ? cv.zeros : plane + offset) + w0;
+      }
+      if (!any) continue;
+      const float* w = t.weight + c0 * weight_stride + q * cv.last_taps;
+      for (int64_t k = 0; k < cv.last_taps; ++k) {
+        const int64_t offset = cv.tap_offsets[k];
         NDOPS_UNROLL
-        for (int v = 0; v < V; ++v) {
-          const float* at = rows[j] + offset + v * kLanes;
-          if constexpr (kReads == Reads::kMasked) {
-            x[v] = _mm256_maskload_ps(at, masks[k][v]);
-          } else if constexpr (kReads == Reads::kCleared) {
-            x[v] = _mm256_and_ps(_mm256_loadu_ps(at), _mm256_castsi256_ps(masks[k][v]));
-          } else {
-            x[v] = _mm256_loadu_ps(at);
-          }
-        }
-        NDOPS_UNROLL
-        for (int kh = 0; kh < KH; ++kh) {
-          const int rt = j - kh;
-          if (rt < 0 || rt >= RT) continue;
+        for (int j = 0; j < kRows; ++j) {
+          __m256 x[V];
           NDOPS_UNROLL
-          for (int ct = 0; ct < CT; ++ct) {
-            const __m256 wv = _mm256_broadcast_ss(w + ct * weight_stride + kh * cv.last_taps + k);
+          for (int v = 0; v < V; ++v) {
+            const float* at = rows[j] + offset + v * kLanes;
+            if constexpr (kReads == Reads::kMasked) {
+              x[v] = _mm256_maskload_ps(at, masks[k][v]);
+            } else if constexpr (kReads == Reads::kCleared) {
+              x[v] = _mm256_and_ps(_mm256_loadu_ps(at), _mm256_castsi256_ps(masks[k][v]));
+            } else {
+              x[v] = _mm256_loadu_ps(at);
+            }
+          }
+          NDOPS_UNROLL
+          for (int kh = 0; kh < KH; ++kh) {
+            const int rt = j - kh;
+            if (rt < 0 || rt >= RT) continue;
             NDOPS_UNROLL
-            for (int v = 0; v < V; ++v) acc[ct][rt][v] = _mm256_fmadd_ps(wv, x[v], acc[ct][rt][v]);
+            for (int ct = 0; ct < CT; ++ct) {
+              const __m256 wv = _mm256_broadcast_ss(w + ct * weight_stride + kh * cv.last_taps + k);
+              NDOPS_UNROLL
+              for (int v = 0; v < V; ++v) {
+                acc[ct][rt][v] = _mm256_fmadd_ps(wv, x[v], acc[ct][rt][v]);
+              }
+            }
           }
         }
       }
@@ -243,11 +251,13 @@ void weight_grad_tile(const RowConv& cv, const float* grad, int64_t channel_stri
     hi = min_of(hi, (cv.in_width - last) / kLanes * kLanes);
     if (hi < lo) hi = lo;
   }
+  const float* plane = cv.planes[r / cv.row_kernel];
+  if (plane == nullptr) return;
+  const int64_t* row_offsets = cv.row_offsets + r % cv.row_kernel * cv.out_rows;
   const auto rows_at = [&](int64_t h, const float* (&x)[KT], const float* (&g)[CT]) {
-    const float* row = cv.src[r * cv.out_rows + h];
-    if (row == nullptr) return false;
+    if (row_offsets[h] < 0) return false;
     NDOPS_UNROLL
-    for (int kt = 0; kt < KT; ++kt) x[kt] = row + offsets[kt];
+    for (int kt = 0; kt < KT; ++kt) x[kt] = plane + row_offsets[h] + offsets[kt];
     NDOPS_UNROLL
     for (int ct = 0; ct < CT; ++ct) g[ct] = grad + (c0 + ct) * channel_stride + h * row_stride;
     return true;

@@ -8,12 +8,14 @@
 // A task convolves the output rows [0, out_rows) of one plane of one group: output row h,
 // position w (the last spatial dim) of channel c is
 //   sum over row taps r and last-dim taps k of
-//     weight[(c * row_taps + r) * last_taps + k] * src[r * out_rows + h][tap_offsets[k] + w],
-// where row tap r runs over (input channel of the group, taps of every spatial dim but the
-// last) and src rows are input rows with the last dim's padding applied and split into
-// stride phases (common/conv_gather.h, phase_split_index), so that every tap reads a
-// contiguous run, or, for stride 1 and zero padding, the input's rows themselves (in_width).
-// A null source row is zero padding.
+//     weight[(c * row_taps + r) * last_taps + k] * row(r, h)[tap_offsets[k] + w],
+// where row tap r = plane tap * row_kernel + kh runs over (input channel of the group, taps of
+// every spatial dim but the last two; row dim tap kh), row(r, h) = planes[plane tap] +
+// row_offsets[kh * out_rows + h] (a null plane or a negative offset: zero padding), and the
+// rows are input rows with the last dim's padding applied and split into stride phases
+// (common/conv_gather.h, phase_split_index), so that every tap reads a contiguous run, or,
+// for stride 1 and zero padding, the input's rows themselves (in_width).
+// The table is per plane and per row, not per (plane, row): a task builds no table of rows.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +26,9 @@ namespace ndops {
 constexpr int64_t kRowConvMaxMaskedTaps = 16;
 
 struct RowConv {
-  const float* const* src;     // [row_taps][out_rows] source rows, or nullptr
-  int64_t row_taps, out_rows;
+  const float* const* planes;  // [row_taps / row_kernel]: a plane's start, or nullptr
+  const int64_t* row_offsets;  // [row_kernel][out_rows]: a row's offset in its plane, or -1
+  int64_t row_taps, row_kernel, out_rows;
   const int64_t* tap_offsets;  // [last_taps]: where output position 0 reads in a source row
   int64_t last_taps;
   int64_t width;               // output positions along the last dim
@@ -51,8 +54,7 @@ void row_conv_forward_avx2(const RowConv& conv, const float* weight, const float
                            int64_t out_row_stride);
 
 // grad_weight[(c * row_taps + r) * last_taps + k] += sum over h, w of
-//   grad[c * grad_channel_stride + h * grad_row_stride + w] *
-//   src[r * out_rows + h][tap_offsets[k] + w]
+//   grad[c * grad_channel_stride + h * grad_row_stride + w] * row(r, h)[tap_offsets[k] + w]
 // for c < channels: the weight gradient of the forward above.
 void row_conv_weight_grad_avx2(const RowConv& conv, const float* grad,
                                int64_t grad_channel_stride, int64_t grad_row_stride,

@@ -74,19 +74,20 @@ class ZeroRow {
 // Per-thread scratch of row_sources.
 struct RowScratch {
   explicit RowScratch(const DirectPlan& p)
-      : src(p.row_taps * std::min(p.rows_out, kMaxTaskRows)),
+      : planes(p.cin() * p.outer_taps),
         row_offsets(p.row_kernel * std::min(p.rows_out, kMaxTaskRows)),
         outer_offsets(p.outer_taps),
         out_coords(p.outer),
         tap_coords(p.outer) {}
-  std::vector<const float*> src;  // RowConv::src
-  std::vector<int64_t> row_offsets;  // [row_kernel][rows]: a row's offset in its plane, or -1
+  std::vector<const float*> planes;  // RowConv::planes
+  std::vector<int64_t> row_offsets;  // RowConv::row_offsets
   std::vector<int64_t> outer_offsets, out_coords, tap_coords;
 };
 
-// The RowConv of output rows [h0, h1) of group g in plane (b, outer position o): pointers to
-// the rows they read through each row tap (null where a dim's zero padding is read), in
-// `rows` (the staged input or, for raw plans, the input itself).
+// The RowConv of output rows [h0, h1) of group g in plane (b, outer position o): the planes
+// they read through each (channel, outer tap) and the offsets of the rows in them (null, -1
+// where a dim's zero padding is read), in `rows` (the staged input or, for raw plans, the input
+// itself).
 RowConv row_sources(const DirectPlan& p, const at::Tensor& rows, int64_t b, int64_t o,
                     int64_t g, int64_t h0, int64_t h1, RowScratch& s, const float* zeros);
 
