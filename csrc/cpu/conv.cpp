@@ -138,7 +138,7 @@ at::Tensor gathered_buffer(const ConvPlan& plan, const InnerConv& inner, int64_t
 // gathered order (tap, channel), once, in the layout that torch's conv converts it to (oneDNN:
 // channels-last like the buffer; its slow kernels, for float64 and one-entry batches of few
 // elements: contiguous). Measured (2 threads, ext / fallback time; more in
-// ndops/functional/conv.py _conv_backend): packing every weight made a 4-D ResNet-18 forward
+// ndops/functional/conv.py _conv_order): packing every weight made a 4-D ResNet-18 forward
 // 2x slower than the fallback, reordering the small buffers makes it 1.1-1.2x faster.
 struct NativeWeight {
   at::Tensor weight;

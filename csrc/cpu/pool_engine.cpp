@@ -200,6 +200,25 @@ C10_ALWAYS_INLINE void horizontal_max(const scalar_t* values, const int32_t* tap
   });
 }
 
+// Vertical step of the max: per element of the row's span, the first maximum (last NaN) over
+// the outer taps in their order, in b.acc (with kTaps, the winning outer tap in b.tap); a
+// row with one outer tap is its own input row.
+template <bool kTaps, typename scalar_t>
+C10_ALWAYS_INLINE const scalar_t* vertical_max(const scalar_t* plane, const int64_t* tap_rows,
+                                               int32_t rows, const DimTaps& last,
+                                               RowBuffers<scalar_t>& b) {
+  const int64_t lo = last.span_begin, len = last.span_end - lo;
+  if (rows == 1) return plane + tap_rows[0] + lo;
+  fold_rows(rows, [&](auto kRows, auto kFirst, int32_t t) C10_ALWAYS_INLINE_ATTRIBUTE {
+    auto row = [&](int32_t r) C10_ALWAYS_INLINE_ATTRIBUTE {
+      return r < kRows() ? plane + tap_rows[t + r] + lo : nullptr;
+    };
+    max_fold<kRows(), kFirst(), kTaps>(row(0), row(1), row(2), row(3), t, len, b.acc.data(),
+                                       b.tap.data());
+  });
+  return b.acc.data();
+}
+
 // Max over one output row's windows, written to out, and flat indices to index. tap_rows
 // address the row's input rows from `plane`, which is the (b, c) plane `origin` shifted along
 // a run of rows (the indices are relative to origin).
@@ -207,21 +226,8 @@ template <typename scalar_t>
 C10_ALWAYS_INLINE void max_row(const scalar_t* origin, const scalar_t* plane,
                                const int64_t* tap_rows, int32_t rows, const DimTaps& last,
                                RowBuffers<scalar_t>& b, scalar_t* out, int64_t* index) {
-  const int64_t lo = last.span_begin, len = last.span_end - lo;
-  // vertical: per element, the first maximum (last NaN) over the outer taps, in their order
-  const scalar_t* values = plane + tap_rows[0] + lo;
-  const int32_t* taps = b.zero_tap.data();
-  if (rows > 1) {
-    fold_rows(rows, [&](auto kRows, auto kFirst, int32_t t) C10_ALWAYS_INLINE_ATTRIBUTE {
-      auto row = [&](int32_t r) C10_ALWAYS_INLINE_ATTRIBUTE {
-        return r < kRows() ? plane + tap_rows[t + r] + lo : nullptr;
-      };
-      max_fold<kRows(), kFirst(), true>(row(0), row(1), row(2), row(3), t, len, b.acc.data(),
-                                        b.tap.data());
-    });
-    values = b.acc.data();
-    taps = b.tap.data();
-  }
+  const scalar_t* values = vertical_max<true>(plane, tap_rows, rows, last, b);
+  const int32_t* taps = rows > 1 ? b.tap.data() : b.zero_tap.data();
   // horizontal: merge each window's candidates in inner order, straight into `out`
   horizontal_max<true>(values, taps, last, b, out);
   flat_indices(tap_rows, b.best_tap.data(), last.first.data(), b.best_j.data(), last.step,
@@ -236,18 +242,7 @@ template <typename scalar_t>
 C10_ALWAYS_INLINE void max_row_values(const scalar_t* plane, const int64_t* tap_rows,
                                       int32_t rows, const DimTaps& last,
                                       RowBuffers<scalar_t>& b, scalar_t* out) {
-  const int64_t lo = last.span_begin, len = last.span_end - lo;
-  const scalar_t* values = plane + tap_rows[0] + lo;
-  if (rows > 1) {
-    fold_rows(rows, [&](auto kRows, auto kFirst, int32_t t) C10_ALWAYS_INLINE_ATTRIBUTE {
-      auto row = [&](int32_t r) C10_ALWAYS_INLINE_ATTRIBUTE {
-        return r < kRows() ? plane + tap_rows[t + r] + lo : nullptr;
-      };
-      max_fold<kRows(), kFirst(), false>(row(0), row(1), row(2), row(3), t, len, b.acc.data(),
-                                         nullptr);
-    });
-    values = b.acc.data();
-  }
+  const scalar_t* values = vertical_max<false>(plane, tap_rows, rows, last, b);
   horizontal_max<false>(values, b.zero_tap.data(), last, b, out);
   const int32_t* zero_tie = b.best_j.data();
   for (int64_t x = 0; x < last.out_size; ++x) {
