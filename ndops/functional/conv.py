@@ -148,6 +148,10 @@ def _conv_order(n, device_type, numel, call):
     return ("fallback", "ext") if strided_stem else _backend.DEFAULT_ORDER
 
 
+# The direct kernel needs AVX2 (csrc/cpu/conv_direct.cpp runs_direct); read once, not per call.
+_CPU_HAS_AVX2 = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
 def _direct_beats_native(n, x, weight, stride, dilation):
     """Whether a 2-D / 3-D conv is a first layer that the compiled direct kernel (AVX2, float32,
     one input channel, unit stride and dilation) runs faster than torch's conv.
@@ -161,7 +165,7 @@ def _direct_beats_native(n, x, weight, stride, dilation):
     if (n not in (2, 3) or x.shape[1] != 1 or x.dtype != torch.float32
             or weight.dtype != torch.float32 or any(s != 1 for s in stride)
             or any(d != 1 for d in dilation)
-            or torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512")):
+            or not _CPU_HAS_AVX2):
         return False
     multiply_adds = (x.shape[0] * weight.shape[0] * math.prod(x.shape[2:])
                      * math.prod(weight.shape[2:]))
