@@ -118,8 +118,7 @@ int64_t chunk_positions(const ConvPlan& plan, const at::Tensor& input) {
 // 109 / 201 ms). A forced NDOPS_CONV_DIRECT (tests) keeps the kernel wherever it can run.
 bool weight_grad_kernel_pays(const ConvPlan& plan, const InnerConv& inner, int64_t chunk,
                              const at::Tensor& weight) {
-  const char* forced = std::getenv("NDOPS_CONV_DIRECT");
-  if (forced != nullptr && *forced != '\0') return true;
+  if (!direct_conv_forced_mode().empty()) return true;
   const int64_t out_voxels = plan.batch * chunk * c10::multiply_integers(inner.out_sizes);
   return 2 * out_voxels >= weight.numel() / plan.out_channels;
 }

@@ -46,13 +46,6 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
-// NDOPS_CONV_DIRECT: "" (unset) follow the rules, "0" never, "1" wherever the kernel can run,
-// "weight_grad" never (only conv_weight_grad.cpp's kernel runs: tests).
-std::string_view forced_mode() {
-  const char* forced = std::getenv("NDOPS_CONV_DIRECT");
-  return forced == nullptr ? "" : forced;
-}
-
 // Whether the direct kernel can run these tensors at all.
 bool runs_direct(const at::Tensor& input, const at::Tensor& weight) {
   return cpu_has_avx2_fma() && input.device().is_cpu() && input.scalar_type() == at::kFloat &&
@@ -340,8 +333,13 @@ ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor
   return result;
 }
 
+std::string_view direct_conv_forced_mode() {
+  const char* forced = std::getenv("NDOPS_CONV_DIRECT");
+  return forced == nullptr ? "" : forced;
+}
+
 bool direct_conv_applies(const at::Tensor& input, const at::Tensor& weight, bool backward) {
-  const std::string_view mode = forced_mode();
+  const std::string_view mode = direct_conv_forced_mode();
   return mode != "0" && mode != "weight_grad" && runs_direct(input, weight) &&
          (mode == "1" || direct_rule(input, weight, backward));
 }

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cpu/conv_direct.h"
 #include "cpu/conv_direct_kernels.h"
 
 namespace ndops {
@@ -39,8 +40,7 @@ constexpr int64_t kParts = 16;
 }  // namespace
 
 bool channels_last_weight_grad_applies(at::ScalarType dtype, int64_t group_channels) {
-  const char* forced = std::getenv("NDOPS_CONV_DIRECT");
-  const std::string_view mode = forced == nullptr ? "" : forced;
+  const std::string_view mode = direct_conv_forced_mode();
   if (mode == "0" || !cpu_supports(false) || dtype != at::kFloat || group_channels % 8 != 0 ||
       group_channels == 0) {
     return false;
