@@ -166,6 +166,28 @@ def test_long_rows_exercise_vectorized_runs(stride):
         assert_close(avg, F.avg_pool3d(x, k, stride, p, ceil_mode, False))
 
 
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_windows_that_tile_long_rows(k, dtype):
+    """Non-overlapping windows (stride = kernel = 2 or 3 along a long last dim) take the
+    one-pass tiled loops: values, zero signs and indices on ties, signed zeros and NaNs, with
+    and without indices, and the average's forward and backward."""
+    g = torch.Generator().manual_seed(k)
+    x = torch.randint(-1, 2, (2, 3, 4, 5, 7 * 8 * k + 1), generator=g).to(dtype)
+    x = torch.where(torch.rand(x.shape, generator=g) < 0.5, x, -x)  # half the zeros are -0.0
+    x.view(-1)[torch.randperm(x.numel(), generator=g)[:40]] = float("nan")
+    expected = ref.max_pool(x.double(), (k,) * 3, (k,) * 3, (0,) * 3, (1,) * 3, False)
+    for return_indices in (True, False):
+        values, index = ops.max_pool_nd(x, [k] * 3, [k] * 3, [0] * 3, [1] * 3, False,
+                                        return_indices)
+        assert_close(values.double(), expected[0], equal_nan=True, rtol=0, atol=0)
+        assert torch.equal(values.signbit(), expected[0].signbit())
+        if return_indices:
+            assert torch.equal(index, expected[1])
+    same_as_fallback(lambda t: ndops.avg_pool_nd(t, k), x.nan_to_num(0.0), exact=False,
+                     native=True)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_avg_backward_with_unread_elements(n):
     """Strides larger than the kernel leave input rows, columns and whole slabs that no window

@@ -88,7 +88,9 @@ C10_HOST_DEVICE inline bool pool_zeros_of_both_signs(T a, T b) {
   if constexpr (std::is_integral_v<T>) {
     return false;
   } else {
-    return (a == b) & (std::signbit(static_cast<float>(a)) != std::signbit(static_cast<float>(b)));
+    // copysign (bit operations) rather than signbit, so CPU loops over it vectorize
+    return (a == b) & (::copysignf(1.0f, static_cast<float>(a)) !=
+                       ::copysignf(1.0f, static_cast<float>(b)));
   }
 }
 

@@ -171,33 +171,42 @@ struct RowBuffers {
 // Merges the candidates values[i] (from outer taps taps[i], with kTaps) of each window of a row
 // along the last dim, in inner order, into out[x] (and, with kTaps, the winner's outer tap and
 // inner tap into b.best_tap[x], b.best_j[x]). values[i] holds input coordinate span_begin + i.
+// Without kTaps, returns whether +0 and -0 tied for the maximum of some window (merge_run).
 template <bool kTaps, typename scalar_t>
-C10_ALWAYS_INLINE void horizontal_max(const scalar_t* values, const int32_t* taps,
+C10_ALWAYS_INLINE bool horizontal_max(const scalar_t* values, const int32_t* taps,
                                       const DimTaps& last, RowBuffers<scalar_t>& b,
                                       scalar_t* out) {
   const int64_t lo = last.span_begin, step = last.step;
   int32_t* best_tap = b.best_tap.data();
   int32_t* best_j = b.best_j.data();
+  int32_t zero_tie = 0;
   for (int64_t x = 0; x < last.out_size; ++x) {  // windows outside the regular run
     if (x == last.regular_begin) x = last.regular_end;
     if (x >= last.out_size) break;
     const int64_t i = last.first[x] - lo;
     start_run<1, kTaps>(values + i, taps + i, 1, 1, out + x, best_tap + x, best_j + x);
     for (int32_t j = 1; j < last.count[x]; ++j) {
-      merge_run<1, kTaps>(values + i + j * step, taps + i + j * step, 1, 1, j, out + x,
-                          best_tap + x, best_j + x);
+      zero_tie |= merge_run<1, kTaps>(values + i + j * step, taps + i + j * step, 1, 1, j,
+                                      out + x, best_tap + x, best_j + x);
     }
   }
-  with_static_stride(last.regular_stride, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
-    const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
-    const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
+  const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
+  const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
+  const bool tiled = with_tiled_width(last.regular_count, s, step, [&](auto kWidth)
+                                         C10_ALWAYS_INLINE_ATTRIBUTE {
+    zero_tie |= tiled_run<kWidth(), kTaps>(values + i, taps + i, n, out + x0, best_tap + x0,
+                                           best_j + x0);
+  });
+  if (tiled) return zero_tie != 0;
+  with_static_stride(s, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
     start_run<kStride(), kTaps>(values + i, taps + i, s, n, out + x0, best_tap + x0,
                                 best_j + x0);
     for (int32_t j = 1; j < last.regular_count; ++j) {
-      merge_run<kStride(), kTaps>(values + i + j * step, taps + i + j * step, s, n, j, out + x0,
-                                  best_tap + x0, best_j + x0);
+      zero_tie |= merge_run<kStride(), kTaps>(values + i + j * step, taps + i + j * step, s, n,
+                                              j, out + x0, best_tap + x0, best_j + x0);
     }
   });
+  return zero_tie != 0;
 }
 
 // Vertical step of the max: per element of the row's span, the first maximum (last NaN) over
@@ -236,17 +245,16 @@ C10_ALWAYS_INLINE void max_row(const scalar_t* origin, const scalar_t* plane,
 
 // The values alone, without taps to track: per element the maximum over the outer taps, then
 // over each window along the last dim. The value equals torch's first maximum in row-major
-// order except possibly for the sign of a zero, so windows where +0 and -0 tie (flagged by
-// merge_run in best_j) are redone in row-major order.
+// order except possibly for the sign of a zero, so if +0 and -0 tied in some window (rare),
+// the row's windows whose maximum is a zero are redone in row-major order.
 template <typename scalar_t>
 C10_ALWAYS_INLINE void max_row_values(const scalar_t* plane, const int64_t* tap_rows,
                                       int32_t rows, const DimTaps& last,
                                       RowBuffers<scalar_t>& b, scalar_t* out) {
   const scalar_t* values = vertical_max<false>(plane, tap_rows, rows, last, b);
-  horizontal_max<false>(values, b.zero_tap.data(), last, b, out);
-  const int32_t* zero_tie = b.best_j.data();
+  if (!horizontal_max<false>(values, b.zero_tap.data(), last, b, out)) return;
   for (int64_t x = 0; x < last.out_size; ++x) {
-    if (zero_tie[x] == 0) continue;
+    if (out[x] != scalar_t(0)) continue;
     scalar_t best = plane[tap_rows[0] + last.first[x]];
     for (int32_t t = 0; t < rows; ++t) {
       for (int64_t j = 0; j < last.count[x]; ++j) {
@@ -279,13 +287,19 @@ C10_ALWAYS_INLINE void avg_row(const scalar_t* plane, const int64_t* tap_rows, i
     if (x >= last.out_size) break;
     for (int64_t c = 0; c < last.count[x]; ++c) sum[x] += acc[last.first[x] - lo + c * step];
   }
-  with_static_stride(last.regular_stride, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
-    const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
-    const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
-    for (int64_t j = 0; j < last.regular_count; ++j) {
-      sum_run<kStride()>(acc + i + j * step, s, n, sum + x0);
-    }
+  const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
+  const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
+  const bool tiled = with_tiled_width(last.regular_count, s, step, [&](auto kWidth)
+                                         C10_ALWAYS_INLINE_ATTRIBUTE {
+    tiled_sum_run<kWidth()>(acc + i, n, sum + x0);
   });
+  if (!tiled) {
+    with_static_stride(s, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
+      for (int64_t j = 0; j < last.regular_count; ++j) {
+        sum_run<kStride()>(acc + i + j * step, s, n, sum + x0);
+      }
+    });
+  }
   divide(sum, b.divisors(last, outer_divisor, divisor_override), last.out_size, out);
 }
 
@@ -307,13 +321,19 @@ C10_ALWAYS_INLINE void spread_row(const scalar_t* grad_row, const DimTaps& last,
     if (x >= last.out_size) break;
     for (int64_t c = 0; c < last.count[x]; ++c) share[last.first[x] - lo + c * step] += grad[x];
   }
-  with_static_stride(last.regular_stride, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
-    const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
-    const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
-    for (int64_t j = 0; j < last.regular_count; ++j) {
-      spread_run<kStride()>(grad + x0, s, n, share + i + j * step);
-    }
+  const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
+  const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
+  const bool tiled = with_tiled_width(last.regular_count, s, step, [&](auto kWidth)
+                                         C10_ALWAYS_INLINE_ATTRIBUTE {
+    tiled_spread_run<kWidth()>(grad + x0, n, share + i);
   });
+  if (!tiled) {
+    with_static_stride(s, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
+      for (int64_t j = 0; j < last.regular_count; ++j) {
+        spread_run<kStride()>(grad + x0, s, n, share + i + j * step);
+      }
+    });
+  }
 }
 
 // ---- runs of rows: one call per run of rows that share their window shape (RowWalker) ------

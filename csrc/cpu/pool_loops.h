@@ -101,20 +101,25 @@ C10_ALWAYS_INLINE void start_run(const scalar_t* __restrict values,
   const int64_t s = kStride > 0 ? kStride : stride;
   for (int64_t o = 0; o < n; ++o) {
     best[o] = values[o * s];
-    if constexpr (kTaps) best_tap[o] = taps[o * s];
-    best_j[o] = 0;
+    if constexpr (kTaps) {
+      best_tap[o] = taps[o * s];
+      best_j[o] = 0;
+    }
   }
 }
 
 // Merge tap j of n windows (values[o * stride], from outer tap taps[o * stride]). Without
-// kTaps, values only: the first maximum in visiting order (or a NaN) is kept, and best_j[o]
-// becomes nonzero where +0 and -0 tie, whose winner the visiting order cannot tell.
+// kTaps, values only: the first maximum in visiting order (or a NaN) is kept, and the result
+// is nonzero if +0 and -0 tied for some window, whose winner the visiting order cannot tell
+// (one flag for the run rather than one per window: the loop stays vectorized, and such ties
+// are rare).
 template <int64_t kStride, bool kTaps, typename scalar_t>
-C10_ALWAYS_INLINE void merge_run(const scalar_t* __restrict values,
-                                 const int32_t* __restrict taps, int64_t stride, int64_t n,
-                                 int32_t j, scalar_t* __restrict best,
-                                 int32_t* __restrict best_tap, int32_t* __restrict best_j) {
+C10_ALWAYS_INLINE int32_t merge_run(const scalar_t* __restrict values,
+                                    const int32_t* __restrict taps, int64_t stride, int64_t n,
+                                    int32_t j, scalar_t* __restrict best,
+                                    int32_t* __restrict best_tap, int32_t* __restrict best_j) {
   const int64_t s = kStride > 0 ? kStride : stride;
+  int32_t zero_tie = 0;
   for (int64_t o = 0; o < n; ++o) {
     const scalar_t v = values[o * s];
     if constexpr (kTaps) {
@@ -124,10 +129,48 @@ C10_ALWAYS_INLINE void merge_run(const scalar_t* __restrict values,
       best_tap[o] = take ? t : best_tap[o];
       best_j[o] = take ? j : best_j[o];
     } else {
-      best_j[o] |= static_cast<int32_t>(pool_zeros_of_both_signs(v, best[o]));
+      zero_tie |= static_cast<int32_t>(pool_zeros_of_both_signs(v, best[o]));
       best[o] = max_pool_replaces(v, best[o]) ? v : best[o];
     }
   }
+  return zero_tie;
+}
+
+// start_run and merge_run for all kWidth taps of n windows that tile a run
+// (with_tiled_width), in one pass.
+template <int kWidth, bool kTaps, typename scalar_t>
+C10_ALWAYS_INLINE int32_t tiled_run(const scalar_t* __restrict values,
+                                    const int32_t* __restrict taps, int64_t n,
+                                    scalar_t* __restrict best, int32_t* __restrict best_tap,
+                                    int32_t* __restrict best_j) {
+  static_assert(kWidth == 2 || kWidth == 3, "tiled_run: windows of 2 or 3 taps");
+  int32_t zero_tie = 0;
+  for (int64_t o = 0; o < n; ++o) {
+    scalar_t max = values[o * kWidth];
+    int32_t max_tap = kTaps ? taps[o * kWidth] : 0, max_j = 0;
+    // spelled out rather than a loop over j, which the vectorizer does not see through
+    auto merge = [&](int32_t j) C10_ALWAYS_INLINE_ATTRIBUTE {
+      const scalar_t v = values[o * kWidth + j];
+      if constexpr (kTaps) {
+        const int32_t t = taps[o * kWidth + j];
+        const bool take = max_pool_prefers_split(v, t, max, max_tap);
+        max = take ? v : max;
+        max_tap = take ? t : max_tap;
+        max_j = take ? j : max_j;
+      } else {
+        zero_tie |= static_cast<int32_t>(pool_zeros_of_both_signs(v, max));
+        max = max_pool_replaces(v, max) ? v : max;
+      }
+    };
+    merge(1);
+    if constexpr (kWidth == 3) merge(2);
+    best[o] = max;
+    if constexpr (kTaps) {
+      best_tap[o] = max_tap;
+      best_j[o] = max_j;
+    }
+  }
+  return zero_tie;
 }
 
 template <int64_t kStride, typename acc_t>
@@ -142,6 +185,29 @@ C10_ALWAYS_INLINE void spread_run(const acc_t* __restrict share, int64_t stride,
                                   acc_t* __restrict target) {
   const int64_t s = kStride > 0 ? kStride : stride;
   for (int64_t o = 0; o < n; ++o) target[o * s] += share[o];
+}
+
+// sum_run for all kWidth taps of n windows that tile a run (with_tiled_width), in one pass.
+template <int kWidth, typename acc_t>
+C10_ALWAYS_INLINE void tiled_sum_run(const acc_t* __restrict values, int64_t n,
+                                     acc_t* __restrict sum) {
+  for (int64_t o = 0; o < n; ++o) {
+    acc_t total = sum[o] + values[o * kWidth];
+    total += values[o * kWidth + 1];
+    if constexpr (kWidth == 3) total += values[o * kWidth + 2];
+    sum[o] = total;
+  }
+}
+
+// spread_run for all kWidth taps of n windows that tile a run (with_tiled_width), in one pass.
+template <int kWidth, typename acc_t>
+C10_ALWAYS_INLINE void tiled_spread_run(const acc_t* __restrict share, int64_t n,
+                                        acc_t* __restrict target) {
+  for (int64_t o = 0; o < n; ++o) {
+    target[o * kWidth] += share[o];
+    target[o * kWidth + 1] += share[o];
+    if constexpr (kWidth == 3) target[o * kWidth + 2] += share[o];
+  }
 }
 
 template <typename out_t, typename acc_t>
@@ -160,6 +226,25 @@ C10_ALWAYS_INLINE void flat_indices(const int64_t* __restrict tap_rows,
   for (int64_t x = 0; x < n; ++x) {
     index[x] = tap_rows[best_tap[x]] + offset + first[x] + best_j[x] * step;
   }
+}
+
+// Calls fn(kWidth) when the windows of a regular run tile it: count taps of step 1 and
+// windows stride = count apart, with count 2 or 3 (non-overlapping pooling, the common case);
+// returns whether it did. Loops over such runs read (or write) each window's neighbouring
+// elements in one iteration, so their vectors stay whole: a tap-at-a-time pass touches every
+// kWidth-th element, and the compiler then peels scalar iterations off each pass's end.
+template <typename Fn>
+C10_ALWAYS_INLINE bool with_tiled_width(int64_t count, int64_t stride, int64_t step,
+                                        const Fn& fn) {
+  if (step != 1 || count != stride) return false;
+  if (count == 2) {
+    fn(std::integral_constant<int, 2>{});
+  } else if (count == 3) {
+    fn(std::integral_constant<int, 3>{});
+  } else {
+    return false;
+  }
+  return true;
 }
 
 template <typename Fn>
