@@ -87,6 +87,9 @@ def _register_max_autograd(ops):
         # Indices skipped in the forward (return_indices=False; ndops.functional asks for
         # them whenever a gradient may be needed) are recomputed from the saved input.
         ctx.save_for_backward(output[1] if ctx.args[-1] else input)
+        # The indices output has no gradient: autograd would otherwise pass zeros of its shape
+        # (8 bytes per output element) to the backward, which ignores them.
+        ctx.set_materialize_grads(False)
 
     def max_backward(ctx, grad, forward_op):
         (saved,) = ctx.saved_tensors
