@@ -92,6 +92,8 @@ def _register_max_autograd(ops):
         ctx.set_materialize_grads(False)
 
     def max_backward(ctx, grad, forward_op):
+        if grad is None:  # no gradient reached the values (grads are not materialized)
+            return None, *([None] * len(ctx.args))
         (saved,) = ctx.saved_tensors
         indices = saved if ctx.args[-1] else forward_op(saved, *ctx.args[:-1], True)[1]
         grad_input = ops._max_pool_nd_backward(grad, indices, ctx.input_size)
