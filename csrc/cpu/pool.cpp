@@ -46,10 +46,6 @@ BoxPool sliding_pool(int64_t planes, const SlidingWindow& w, bool is_max,
   return pool;
 }
 
-int64_t tasks_grain(int64_t work_per_item) {
-  return std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(work_per_item, 1));
-}
-
 // target[p, index[p, o]] += source[p, o] for each of `planes` planes, one plane per task (so
 // no two threads write one element), accumulating in opmath_type.
 template <typename scalar_t>

@@ -47,10 +47,6 @@ int64_t plane_size(const std::vector<DimTaps>& dims, bool output) {
   return size;
 }
 
-int64_t tasks_grain(int64_t work_per_item) {
-  return std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(work_per_item, 1));
-}
-
 // Input elements one output row reads at most (sizes the parallel tasks).
 int64_t row_work(const BoxPool& pool) {
   const DimTaps& last = pool.dims.back();
@@ -407,8 +403,9 @@ void forward_rows(const scalar_t* in, scalar_t* out, int64_t* index, const BoxPo
 // over the window's span [lo, lo + span) in each of the two dims; an input slab is the sum of
 // the spread slabs of the output slabs whose windows read it along the outer dims.
 struct SlabGeometry {
-  int outer = 0;                // dims before the slab
-  int64_t row_lo = 0, rows = 1;  // the span of dim N - 2 (one row for N = 1)
+  int outer = 0;                     // dims before the slab
+  const DimTaps* row_dim = nullptr;  // dim N - 2 (none for N = 1)
+  int64_t row_lo = 0, rows = 1;      // the span of dim N - 2 (one row for N = 1)
   int64_t in_rows = 1, out_rows = 1, row_step = 1;
   int64_t lo = 0, span = 0;     // the span of the last dim
   int64_t size() const { return rows * span; }
@@ -418,6 +415,7 @@ struct SlabGeometry {
     outer = std::max(n - 2, 0);
     if (n >= 2) {
       const DimTaps& dim = pool.dims[n - 2];
+      row_dim = &dim;
       row_lo = dim.span_begin;
       rows = dim.span_end - dim.span_begin;
       in_rows = dim.in_size;
@@ -437,8 +435,7 @@ NDOPS_ROW_KERNEL void spread_slab(const scalar_t* grad_rows, const BoxPool& pool
                                   at::opmath_type<scalar_t>* slab) {
   using acc_t = at::opmath_type<scalar_t>;
   const DimTaps& last = pool.dims.back();
-  const DimTaps* row_dim = g.outer + 2 == static_cast<int>(pool.dims.size())
-                               ? &pool.dims[pool.dims.size() - 2] : nullptr;
+  const DimTaps* row_dim = g.row_dim;
   acc_t* share = b.acc.data();
   std::fill(slab, slab + g.size(), acc_t(0));
   for (int64_t o = 0; o < g.out_rows; ++o) {

@@ -101,6 +101,11 @@ class ZeroAhead {
   int64_t size_, reached_ = 0;
 };
 
+// at::parallel_for's grain for items of `work_per_item` elements each: ~32K elements a task.
+inline int64_t tasks_grain(int64_t work_per_item) {
+  return std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(work_per_item, 1));
+}
+
 // values[b, c, *o] = max over window o of input[b, c], and indices (flat in the plane) when
 // `indices` is not null; ties and NaNs as torch (csrc/common/window.h). Every window must hold
 // an input element.
