@@ -22,6 +22,7 @@
 #include <ATen/Parallel.h>
 #include <c10/macros/Macros.h>
 
+#include <cstddef>
 #include <limits>
 #include <numeric>
 #include <type_traits>
@@ -164,6 +165,30 @@ struct RowBuffers {
 
 // ---- row kernels -----------------------------------------------------------------------------
 
+// The outputs [x0, x0 + n) of the last dim's regular run, whose windows start at offset
+// i + (x - x0) * stride of a row held from span_begin: calls tiled(kWidth, i, x0, n) when the
+// windows tile the run (with_tiled_width) and `tiled` is not nullptr, else
+// each_tap(kStride, offset, x0, n, j) for the taps j in order, offset = i + j * step.
+// (The average's forward sum has no tiled form: measured, it was no faster.)
+template <typename Tiled, typename EachTap>
+C10_ALWAYS_INLINE void for_regular_run(const DimTaps& last, const Tiled& tiled,
+                                       const EachTap& each_tap) {
+  const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
+  const int64_t i = n > 0 ? last.regular_origin + x0 * s - last.span_begin : 0;
+  if constexpr (!std::is_same_v<Tiled, std::nullptr_t>) {
+    const bool done = with_tiled_width(last.regular_count, s, last.step, [&](auto kWidth)
+                                           C10_ALWAYS_INLINE_ATTRIBUTE {
+      tiled(kWidth, i, x0, n);
+    });
+    if (done) return;
+  }
+  with_static_stride(s, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
+    for (int32_t j = 0; j < last.regular_count; ++j) {
+      each_tap(kStride, i + j * last.step, x0, n, j);
+    }
+  });
+}
+
 // Merges the candidates values[i] (from outer taps taps[i], with kTaps) of each window of a row
 // along the last dim, in inner order, into out[x] (and, with kTaps, the winner's outer tap and
 // inner tap into b.best_tap[x], b.best_j[x]). values[i] holds input coordinate span_begin + i.
@@ -186,22 +211,22 @@ C10_ALWAYS_INLINE bool horizontal_max(const scalar_t* values, const int32_t* tap
                                       out + x, best_tap + x, best_j + x);
     }
   }
-  const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
-  const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
-  const bool tiled = with_tiled_width(last.regular_count, s, step, [&](auto kWidth)
-                                         C10_ALWAYS_INLINE_ATTRIBUTE {
-    zero_tie |= tiled_run<kWidth(), kTaps>(values + i, taps + i, n, out + x0, best_tap + x0,
-                                           best_j + x0);
-  });
-  if (tiled) return zero_tie != 0;
-  with_static_stride(s, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
-    start_run<kStride(), kTaps>(values + i, taps + i, s, n, out + x0, best_tap + x0,
-                                best_j + x0);
-    for (int32_t j = 1; j < last.regular_count; ++j) {
-      zero_tie |= merge_run<kStride(), kTaps>(values + i + j * step, taps + i + j * step, s, n,
-                                              j, out + x0, best_tap + x0, best_j + x0);
-    }
-  });
+  for_regular_run(
+      last,
+      [&](auto kWidth, int64_t i, int64_t x0, int64_t n) C10_ALWAYS_INLINE_ATTRIBUTE {
+        zero_tie |= tiled_run<kWidth(), kTaps>(values + i, taps + i, n, out + x0, best_tap + x0,
+                                               best_j + x0);
+      },
+      [&](auto kStride, int64_t i, int64_t x0, int64_t n, int32_t j) C10_ALWAYS_INLINE_ATTRIBUTE {
+        const int64_t s = last.regular_stride;
+        if (j == 0) {
+          start_run<kStride(), kTaps>(values + i, taps + i, s, n, out + x0, best_tap + x0,
+                                      best_j + x0);
+        } else {
+          zero_tie |= merge_run<kStride(), kTaps>(values + i, taps + i, s, n, j, out + x0,
+                                                  best_tap + x0, best_j + x0);
+        }
+      });
   return zero_tie != 0;
 }
 
@@ -283,19 +308,11 @@ C10_ALWAYS_INLINE void avg_row(const scalar_t* plane, const int64_t* tap_rows, i
     if (x >= last.out_size) break;
     for (int64_t c = 0; c < last.count[x]; ++c) sum[x] += acc[last.first[x] - lo + c * step];
   }
-  const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
-  const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
-  const bool tiled = with_tiled_width(last.regular_count, s, step, [&](auto kWidth)
-                                         C10_ALWAYS_INLINE_ATTRIBUTE {
-    tiled_sum_run<kWidth()>(acc + i, n, sum + x0);
-  });
-  if (!tiled) {
-    with_static_stride(s, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
-      for (int64_t j = 0; j < last.regular_count; ++j) {
-        sum_run<kStride()>(acc + i + j * step, s, n, sum + x0);
-      }
-    });
-  }
+  for_regular_run(
+      last, nullptr,
+      [&](auto kStride, int64_t i, int64_t x0, int64_t n, int32_t) C10_ALWAYS_INLINE_ATTRIBUTE {
+        sum_run<kStride()>(acc + i, last.regular_stride, n, sum + x0);
+      });
   divide(sum, b.divisors(last, outer_divisor, divisor_override), last.out_size, out);
 }
 
@@ -317,19 +334,14 @@ C10_ALWAYS_INLINE void spread_row(const scalar_t* grad_row, const DimTaps& last,
     if (x >= last.out_size) break;
     for (int64_t c = 0; c < last.count[x]; ++c) share[last.first[x] - lo + c * step] += grad[x];
   }
-  const int64_t x0 = last.regular_begin, n = last.regular_end - x0, s = last.regular_stride;
-  const int64_t i = n > 0 ? last.regular_origin + x0 * s - lo : 0;
-  const bool tiled = with_tiled_width(last.regular_count, s, step, [&](auto kWidth)
-                                         C10_ALWAYS_INLINE_ATTRIBUTE {
-    tiled_spread_run<kWidth()>(grad + x0, n, share + i);
-  });
-  if (!tiled) {
-    with_static_stride(s, [&](auto kStride) C10_ALWAYS_INLINE_ATTRIBUTE {
-      for (int64_t j = 0; j < last.regular_count; ++j) {
-        spread_run<kStride()>(grad + x0, s, n, share + i + j * step);
-      }
-    });
-  }
+  for_regular_run(
+      last,
+      [&](auto kWidth, int64_t i, int64_t x0, int64_t n) C10_ALWAYS_INLINE_ATTRIBUTE {
+        tiled_spread_run<kWidth()>(grad + x0, n, share + i);
+      },
+      [&](auto kStride, int64_t i, int64_t x0, int64_t n, int32_t) C10_ALWAYS_INLINE_ATTRIBUTE {
+        spread_run<kStride()>(grad + x0, last.regular_stride, n, share + i);
+      });
 }
 
 // ---- runs of rows: one call per run of rows that share their window shape (RowWalker) ------

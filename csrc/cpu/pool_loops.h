@@ -187,18 +187,6 @@ C10_ALWAYS_INLINE void spread_run(const acc_t* __restrict share, int64_t stride,
   for (int64_t o = 0; o < n; ++o) target[o * s] += share[o];
 }
 
-// sum_run for all kWidth taps of n windows that tile a run (with_tiled_width), in one pass.
-template <int kWidth, typename acc_t>
-C10_ALWAYS_INLINE void tiled_sum_run(const acc_t* __restrict values, int64_t n,
-                                     acc_t* __restrict sum) {
-  for (int64_t o = 0; o < n; ++o) {
-    acc_t total = sum[o] + values[o * kWidth];
-    total += values[o * kWidth + 1];
-    if constexpr (kWidth == 3) total += values[o * kWidth + 2];
-    sum[o] = total;
-  }
-}
-
 // spread_run for all kWidth taps of n windows that tile a run (with_tiled_width), in one pass.
 template <int kWidth, typename acc_t>
 C10_ALWAYS_INLINE void tiled_spread_run(const acc_t* __restrict share, int64_t n,
