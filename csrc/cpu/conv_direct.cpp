@@ -110,14 +110,14 @@ DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
       p.run_end = m + 1;
     }
   }
-  // Staging costs a pass over the input; the masked loads of raw rows slow the kernels down
-  // by a quarter to a third (measured): staging pays where the output is the larger side, as
-  // in the forward of a first layer, raw rows where the input is (the input gradient of a first
-  // layer: 43-45 ms raw against 53-57 ms staged for B4 C1->8 24^4).
+  // Staging costs a pass over the input; raw rows take the shifted-taps kernel, which reloads
+  // its rows for every output channel: raw rows pay where the input is the larger side (the
+  // input gradient of a first layer, B4 C1->8 24^4: 13.8 ms, against 22 ms for the masked
+  // loads of raw rows it replaced), staged ones where the output is (its forward: 15.8 ms
+  // staged, 19.8 ms raw; measured).
   const bool zero_padded =
       c.mode == PadMode::kConstant || (c.pad_left[n - 1] == 0 && c.pad_right[n - 1] == 0);
-  p.raw = stride == 1 && x.stride(n + 1) == 1 && p.last_kernel <= kRowConvMaxMaskedTaps &&
-          zero_padded && p.cout() < p.cin();
+  p.raw = stride == 1 && x.stride(n + 1) == 1 && zero_padded && p.cout() < p.cin();
   for (int64_t k = 0; k < p.last_kernel; ++k) {
     p.tap_offsets.push_back(
         p.raw ? k * c.dilation[n - 1] - c.pad_left[n - 1]
@@ -174,27 +174,6 @@ at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x) {
   return staged;
 }
 
-int64_t ZeroRow::row_reach(const DirectPlan& p) {
-  if (!p.raw) return 0;
-  const int64_t in_width = p.conv.in_sizes[p.conv.ndim - 1];
-  const int64_t vectors_end = ceil_div(p.width, kSlack) * kSlack;
-  return std::max({int64_t{0}, -p.tap_offsets.front(),
-                   vectors_end + p.tap_offsets.back() - in_width});
-}
-
-namespace {
-
-// Whether [lowest - reach, highest + width + reach) lies inside tensor t's elements.
-bool reads_inside(const at::Tensor& t, const float* lowest, const float* highest,
-                  int64_t width, int64_t reach) {
-  const float* begin = t.const_data_ptr<float>();
-  int64_t last = 0;
-  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
-  return lowest - begin >= reach && (begin + last + 1) - (highest + width) >= reach;
-}
-
-}  // namespace
-
 RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, int64_t o,
                     int64_t g, int64_t h0, int64_t h1, RowScratch& s, const float* zeros) {
   const ConvPlan& c = p.conv;
@@ -210,26 +189,13 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
   const float* base = staged.const_data_ptr<float>() + b * ss[0] + g * p.cin() * ss[1];
   const int64_t* row_source = c.source.data() + c.source_begin[p.outer];
   const int64_t rows = h1 - h0, row_stride = ss[c.ndim];
-  // Offsets of the rows (kh, h) in a plane (-1: padding), and the lowest and highest of them
-  // and of the planes' offsets: every combination occurs, so the lowest row read is the lowest
-  // plane's lowest row (of the first channel), the highest the highest's highest (last channel).
+  // Offsets of the rows (kh, h) in a plane (-1: padding).
   int64_t* row_offsets = s.row_offsets.data();
-  int64_t low = -1, high = -1, low_plane = -1, high_plane = -1;
   for (int64_t kh = 0; kh < p.row_kernel; ++kh) {
     for (int64_t h = h0; h < h1; ++h) {
       const int64_t source = row_source[h * p.row_kernel + kh];
-      const int64_t offset = source < 0 ? -1 : source * row_stride;
-      row_offsets[kh * rows + h - h0] = offset;
-      if (offset < 0) continue;
-      low = low < 0 ? offset : std::min(low, offset);
-      high = std::max(high, offset);
+      row_offsets[kh * rows + h - h0] = source < 0 ? -1 : source * row_stride;
     }
-  }
-  for (int64_t t = 0; t < p.outer_taps; ++t) {
-    const int64_t offset = s.outer_offsets[t];
-    if (offset < 0) continue;
-    low_plane = low_plane < 0 ? offset : std::min(low_plane, offset);
-    high_plane = std::max(high_plane, offset);
   }
   const float** planes = s.planes.data();
   for (int64_t ci = 0; ci < p.cin(); ++ci) {
@@ -241,13 +207,8 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
   const int row_dim = c.ndim - 2;
   const bool shared = c.stride[row_dim] == 1 && c.dilation[row_dim] == 1 && p.row_kernel == 3;
   const int64_t in_width = p.raw ? c.in_sizes[c.ndim - 1] : 0;
-  const bool whole_reads =
-      p.raw && (low < 0 || low_plane < 0 ||
-                reads_inside(staged, base + low_plane + low,
-                             base + (p.cin() - 1) * ss[1] + high_plane + high, in_width,
-                             ZeroRow::row_reach(p)));
   return RowConv{s.planes.data(), row_offsets, p.row_taps, p.row_kernel, rows,
-                 p.tap_offsets.data(), p.last_kernel, p.width, zeros, in_width, whole_reads,
+                 p.tap_offsets.data(), p.last_kernel, p.width, zeros, in_width,
                  shared ? int64_t{3} : 0};
 }
 

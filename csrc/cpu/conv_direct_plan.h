@@ -56,18 +56,13 @@ Tasks split_tasks(const DirectPlan& p);
 // slot_source[m], or zero).
 at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x);
 
-// The zero row read in place of null source rows, with margins of zeros on either side wide
-// enough for every vector a tap of unpadded rows reads (RowConv::whole_reads).
+// The zero row read in place of null staged rows.
 class ZeroRow {
  public:
-  explicit ZeroRow(const DirectPlan& p)
-      : margin_(row_reach(p)), values_(p.row_stride + 2 * margin_, 0.0f) {}
-  const float* row() const { return values_.data() + margin_; }
-  // How far the vectors of a tap of unpadded rows read on either side of a row.
-  static int64_t row_reach(const DirectPlan& p);
+  explicit ZeroRow(const DirectPlan& p) : values_(p.row_stride, 0.0f) {}
+  const float* row() const { return values_.data(); }
 
  private:
-  int64_t margin_;
   std::vector<float> values_;
 };
 
