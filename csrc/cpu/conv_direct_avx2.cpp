@@ -279,6 +279,12 @@ void shifted_taps_forward(const ForwardTile& t, int64_t channels) {
   }
 }
 
+float horizontal_sum(__m256 v) {
+  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+  return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+}
+
 // grad_weight[c0 + ct, r, k0 + kt] += the horizontal sum of acc[ct][kt].
 template <int CT, int KT>
 void reduce_weight_grad_tile(const RowConv& cv, const __m256 (&acc)[CT][KT], int64_t c0,
@@ -287,12 +293,7 @@ void reduce_weight_grad_tile(const RowConv& cv, const __m256 (&acc)[CT][KT], int
   for (int ct = 0; ct < CT; ++ct) {
     float* dst = grad_weight + ((c0 + ct) * cv.row_taps + r) * cv.last_taps + k0;
     NDOPS_UNROLL
-    for (int kt = 0; kt < KT; ++kt) {
-      const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[ct][kt]),
-                                     _mm256_extractf128_ps(acc[ct][kt], 1));
-      const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
-      dst[kt] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
-    }
+    for (int kt = 0; kt < KT; ++kt) dst[kt] += horizontal_sum(acc[ct][kt]);
   }
 }
 
@@ -409,6 +410,28 @@ void row_conv_forward_avx2(const RowConv& conv, const float* weight, const float
   }
 }
 
+void row_sums_avx2(const float* g, int64_t channels, int64_t channel_stride, int64_t rows,
+                   int64_t row_stride, int64_t width, float* sums) {
+  constexpr int kChains = 4;  // independent accumulators: no serial chain of additions
+  for (int64_t c = 0; c < channels; ++c) {
+    __m256 acc[kChains];
+    NDOPS_UNROLL
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_setzero_ps();
+    for (int64_t h = 0; h < rows; ++h) {
+      const float* row = g + c * channel_stride + h * row_stride;
+      for (int64_t w = 0; w < width; w += kChains * kLanes) {
+        NDOPS_UNROLL
+        for (int i = 0; i < kChains; ++i) {
+          const int64_t at = w + i * kLanes;
+          acc[i] = _mm256_add_ps(acc[i], _mm256_maskload_ps(row + at, lane_mask(width - at)));
+        }
+      }
+    }
+    sums[c] += horizontal_sum(
+        _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  }
+}
+
 void row_conv_weight_grad_avx2(const RowConv& conv, const float* grad,
                                int64_t grad_channel_stride, int64_t grad_row_stride,
                                int64_t channels, float* grad_weight) {
@@ -439,6 +462,9 @@ void row_conv_forward_avx2(const RowConv&, const float*, const float*, int64_t, 
 }
 void row_conv_weight_grad_avx2(const RowConv&, const float*, int64_t, int64_t, int64_t,
                                float*) {
+  __builtin_trap();
+}
+void row_sums_avx2(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*) {
   __builtin_trap();
 }
 }  // namespace ndops

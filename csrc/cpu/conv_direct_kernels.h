@@ -53,6 +53,11 @@ void row_conv_weight_grad_avx2(const RowConv& conv, const float* grad,
                                int64_t grad_channel_stride, int64_t grad_row_stride,
                                int64_t channels, float* grad_weight);
 
+// sums[c] += the sum of positions [0, width) of rows [0, rows) of channel c of g, c < channels
+// (g[c * channel_stride + h * row_stride + w]): the bias gradient of a task's output rows.
+void row_sums_avx2(const float* g, int64_t channels, int64_t channel_stride, int64_t rows,
+                   int64_t row_stride, int64_t width, float* sums);
+
 // A native conv over 3 spatial dims (fewer: unit dims in front) on channels-last buffers:
 // input (entries, *in_sizes, channels), grad (entries, *out_sizes, out_channels), dense.
 struct ChannelsLastConv {

@@ -15,7 +15,8 @@
 
 namespace ndops {
 
-// Zeros after each phase of a source row: the overrun of the last (partial) vector.
+// Readable floats past a staged row's last slot: the overrun of its last (partial) vector, whose
+// lanes are computed and never stored (inside the staged tensor, the next phase's or row's).
 constexpr int64_t kSlack = 8;
 // Output rows per task at most, which bounds a task's table of source rows.
 constexpr int64_t kMaxTaskRows = 64;
@@ -53,13 +54,13 @@ Tasks split_tasks(const DirectPlan& p);
 
 // The input staged for the row kernels: (B, C_in, *in_sizes[:-1], row_stride), each row with
 // the last dim's padding applied and split into stride phases (slot m holds input coordinate
-// slot_source[m], or zero).
+// slot_source[m], or zero), readable kSlack floats past its end.
 at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x);
 
 // The zero row read in place of null staged rows.
 class ZeroRow {
  public:
-  explicit ZeroRow(const DirectPlan& p) : values_(p.row_stride, 0.0f) {}
+  explicit ZeroRow(const DirectPlan& p) : values_(p.row_stride + kSlack, 0.0f) {}
   const float* row() const { return values_.data(); }
 
  private:
