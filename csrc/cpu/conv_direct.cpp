@@ -5,11 +5,12 @@
 // reduction is a handful of channels, which it runs at a few percent of the FMA peak. Here the
 // input is first staged row by row with the last dim's padding applied (whatever the mode) and
 // split into stride phases, so that every tap of the last dim reads a contiguous run: one pass,
-// (W + padding) / W times the input's size (few channels: small next to the
-// output); the other dims' padding is never copied, ConvPlan's source tables resolve it. A task
+// (W + padding) / W times the input's size (few channels: small next to the output); the other
+// dims' padding is never copied, ConvPlan's source tables resolve it. With stride 1 and zero
+// padding the forward reads the input's rows themselves (raw rows, see direct_plan). A task
 // then takes one plane (every dim but the last two fixed) of one group, and the AVX2 row kernels
-// accumulate its output rows in registers. The backward computes the weight gradient from the
-// same staged rows, and the input gradient of a stride-1 zero-padded conv as the direct conv of
+// accumulate its output rows in registers. The backward computes the weight gradient from
+// staged rows (raw ones where the input is the larger side), and the input gradient of a stride-1 zero-padded conv as the direct conv of
 // the output gradient with the flipped kernel; other input gradients take the gathered path.
 //
 // The rule (measured on the project machine, AMD EPYC Zen 3, AVX2, 2 threads, fp32; numbers in
@@ -72,7 +73,7 @@ bool direct_rule(const at::Tensor& input, const at::Tensor& weight, bool backwar
 }  // namespace
 
 DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
-                       const ConvArgs& args) {
+                       const ConvArgs& args, bool for_weight_grad) {
   const int n = static_cast<int>(w.dim()) - 2;
   DirectPlan p;
   p.conv = make_conv_plan(op, x, w, args.stride, args.padding, args.dilation, args.groups,
@@ -110,14 +111,15 @@ DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
       p.run_end = m + 1;
     }
   }
-  // Staging costs a pass over the input; raw rows take the shifted-taps kernel, which reloads
-  // its rows for every output channel: raw rows pay where the input is the larger side (the
-  // input gradient of a first layer, B4 C1->8 24^4: 13.8 ms, against 22 ms for the masked
-  // loads of raw rows it replaced), staged ones where the output is (its forward: 15.8 ms
-  // staged, 19.8 ms raw; measured).
+  // Staging costs a pass over the input. The forward reads raw rows wherever it can (the
+  // shifted-taps kernel: B4 C1->8 24^4, 15.6 ms against 16.5 ms staged; its input gradient,
+  // C8->1, 13.8 ms against 22 ms for the masked loads of raw rows it replaced). The weight
+  // gradient masks raw rows' edges, about half as fast as on staged rows (the same conv):
+  // it reads them only where the input is the larger side.
   const bool zero_padded =
       c.mode == PadMode::kConstant || (c.pad_left[n - 1] == 0 && c.pad_right[n - 1] == 0);
-  p.raw = stride == 1 && x.stride(n + 1) == 1 && zero_padded && p.cout() < p.cin();
+  p.raw = stride == 1 && x.stride(n + 1) == 1 && zero_padded &&
+          (!for_weight_grad || p.cout() < p.cin());
   for (int64_t k = 0; k < p.last_kernel; ++k) {
     p.tap_offsets.push_back(
         p.raw ? k * c.dilation[n - 1] - c.pad_left[n - 1]
@@ -253,7 +255,7 @@ RowActivation row_activation(Activation act) {
 ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor& weight,
                            const std::optional<at::Tensor>& bias, const ConvArgs& args,
                            const ConvEpilogue& epilogue, bool keep_pre_activation) {
-  const DirectPlan p = direct_plan(op, x, weight, args);
+  const DirectPlan p = direct_plan(op, x, weight, args, false);
   const ConvPlan& c = p.conv;
   const bool has_bias = bias.has_value() && bias->defined();
   TORCH_CHECK(!has_bias || (bias->dim() == 1 && bias->size(0) == c.out_channels), "ndops::",

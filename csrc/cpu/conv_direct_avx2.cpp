@@ -175,28 +175,32 @@ ForwardRows forward_rows_for(int64_t channels) {
   }
 }
 
-// Unpadded rows (in_width > 0), channel c, output row h, taps [k0, k0 + KT), input positions
-// [u0, u0 + V * 8): instead of shifting each tap's loads (and masking those that leave the
-// row), the tile sums A_k[u] = sum over row taps of weight(k) * row[u] for each tap k over the
-// input positions u, loaded once and unshifted, and adds A_k[u] to output position
-// u - tap_offsets[k] of `line` after: the positions a tap reads outside the row are zero
-// padding, so only the lanes past the row's end (the last vector, kTail) need a mask.
-// `line` is readable and writable at every position a tile adds to.
-template <int KT, int V, bool kTail>
-void shifted_taps_tile(const ForwardTile& t, int64_t c, int64_t h, int64_t k0, int64_t u0,
-                       float* line) {
+// Unpadded rows (in_width > 0), channels [c0, c0 + CT), output row h, taps [k0, k0 + KT),
+// input positions [u0, u0 + V * 8): instead of shifting each tap's loads (and masking those
+// that leave the row), the tile sums A_k[u] = sum over row taps of weight(k) * row[u] for each
+// tap k over the input positions u, loaded once and unshifted, and adds A_k[u] to output
+// position u - tap_offsets[k] of the channel's line (lines + ct * line_stride) after: the
+// positions a tap reads outside the row are zero padding, so only the lanes past the row's end
+// (the last vector, kTail) need a mask. The lines are writable wherever a tile adds.
+template <int CT, int KT, int V, bool kTail>
+void shifted_taps_tile(const ForwardTile& t, int64_t c0, int64_t h, int64_t k0, int64_t u0,
+                       float* lines, int64_t line_stride) {
   const RowConv& cv = *t.conv;
   const __m256i tail = lane_mask(cv.in_width - u0 - (V - 1) * kLanes);
-  __m256 acc[KT][V];
+  __m256 acc[CT][KT][V];
   NDOPS_UNROLL
-  for (int kt = 0; kt < KT; ++kt) {
+  for (int ct = 0; ct < CT; ++ct) {
     NDOPS_UNROLL
-    for (int v = 0; v < V; ++v) acc[kt][v] = _mm256_setzero_ps();
+    for (int kt = 0; kt < KT; ++kt) {
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) acc[ct][kt][v] = _mm256_setzero_ps();
+    }
   }
   // The fields the loop reads, in locals (GCC reloads them from *t.conv on every row tap).
   const int64_t row_kernel = cv.row_kernel, out_rows = cv.out_rows, last_taps = cv.last_taps;
+  const int64_t weight_stride = cv.row_taps * last_taps;
   const int64_t* row_offsets = cv.row_offsets + h;
-  const float* w = t.weight + c * cv.row_taps * last_taps + k0;
+  const float* w = t.weight + c0 * weight_stride + k0;
   const int64_t planes = cv.row_taps / row_kernel;
   for (int64_t plane_tap = 0; plane_tap < planes; ++plane_tap, w += row_kernel * last_taps) {
     const float* plane = cv.planes[plane_tap];
@@ -213,69 +217,93 @@ void shifted_taps_tile(const ForwardTile& t, int64_t c, int64_t h, int64_t k0, i
                                    : _mm256_loadu_ps(row + v * kLanes);
       }
       NDOPS_UNROLL
-      for (int kt = 0; kt < KT; ++kt) {
-        const __m256 wv = _mm256_broadcast_ss(wk + kt);
+      for (int ct = 0; ct < CT; ++ct) {
         NDOPS_UNROLL
-        for (int v = 0; v < V; ++v) acc[kt][v] = _mm256_fmadd_ps(wv, x[v], acc[kt][v]);
+        for (int kt = 0; kt < KT; ++kt) {
+          const __m256 wv = _mm256_broadcast_ss(wk + ct * weight_stride + kt);
+          NDOPS_UNROLL
+          for (int v = 0; v < V; ++v) {
+            acc[ct][kt][v] = _mm256_fmadd_ps(wv, x[v], acc[ct][kt][v]);
+          }
+        }
       }
     }
   }
   NDOPS_UNROLL
-  for (int kt = 0; kt < KT; ++kt) {
-    float* dst = line + u0 - cv.tap_offsets[k0 + kt];
+  for (int ct = 0; ct < CT; ++ct) {
     NDOPS_UNROLL
-    for (int v = 0; v < V; ++v) {
-      float* at = dst + v * kLanes;
-      _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), acc[kt][v]));
+    for (int kt = 0; kt < KT; ++kt) {
+      float* dst = lines + ct * line_stride + u0 - cv.tap_offsets[k0 + kt];
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) {
+        float* at = dst + v * kLanes;
+        _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), acc[ct][kt][v]));
+      }
     }
   }
 }
 
-using ShiftedTapsTile = void (*)(const ForwardTile&, int64_t, int64_t, int64_t, int64_t, float*);
+using ShiftedTapsTile = void (*)(const ForwardTile&, int64_t, int64_t, int64_t, int64_t, float*,
+                                 int64_t);
 
-template <int KT, bool kTail>
+template <int CT, int KT, bool kTail>
 ShiftedTapsTile shifted_taps_tile_for(int64_t vectors) {
   switch (vectors) {
-    case 1: return shifted_taps_tile<KT, 1, kTail>;
-    case 2: return shifted_taps_tile<KT, 2, kTail>;
-    default: return shifted_taps_tile<KT, 3, kTail>;
+    case 1: return shifted_taps_tile<CT, KT, 1, kTail>;
+    case 2: return shifted_taps_tile<CT, KT, 2, kTail>;
+    default: return shifted_taps_tile<CT, KT, 3, kTail>;
   }
 }
+
+// Tiles of kShiftedChannels channels take one tap at a time; single channels up to 3 taps.
+constexpr int64_t kShiftedChannels = 4;
 
 template <bool kTail>
-ShiftedTapsTile shifted_taps_tile_for(int64_t taps, int64_t vectors) {
+ShiftedTapsTile shifted_taps_tile_for(int64_t channels, int64_t taps, int64_t vectors) {
+  if (channels == kShiftedChannels) return shifted_taps_tile_for<kShiftedChannels, 1, kTail>(vectors);
   switch (taps) {
-    case 1: return shifted_taps_tile_for<1, kTail>(vectors);
-    case 2: return shifted_taps_tile_for<2, kTail>(vectors);
-    default: return shifted_taps_tile_for<3, kTail>(vectors);
+    case 1: return shifted_taps_tile_for<1, 1, kTail>(vectors);
+    case 2: return shifted_taps_tile_for<1, 2, kTail>(vectors);
+    default: return shifted_taps_tile_for<1, 3, kTail>(vectors);
   }
 }
 
-// The forward over unpadded rows: each output row of each channel sums its tiles in `line`
+// The forward over unpadded rows: each output row of each channel sums its tiles in a line
 // (the bias to start with), then is copied out.
 void shifted_taps_forward(const ForwardTile& t, int64_t channels) {
   const RowConv& cv = *t.conv;
   const int64_t first = cv.tap_offsets[0], last = cv.tap_offsets[cv.last_taps - 1];
   const int64_t lead = last > 0 ? last : 0;
   const int64_t u_end = (cv.in_width + kLanes - 1) / kLanes * kLanes;
-  std::vector<float> buffer(lead + (cv.width > u_end - first ? cv.width : u_end - first));
-  float* line = buffer.data() + lead;
-  for (int64_t c = 0; c < channels; ++c) {
+  const int64_t line_stride = lead + (cv.width > u_end - first ? cv.width : u_end - first);
+  std::vector<float> buffer(kShiftedChannels * line_stride);
+  float* lines = buffer.data() + lead;
+  for (int64_t c0 = 0; c0 < channels;) {
+    const int64_t count = channels - c0 >= kShiftedChannels ? kShiftedChannels : 1;
+    const int64_t taps_per_tile = count == 1 ? 3 : 1;
     for (int64_t h = 0; h < cv.out_rows; ++h) {
-      std::fill(buffer.begin(), buffer.end(), t.bias == nullptr ? 0.0f : t.bias[c]);
-      for (int64_t k0 = 0; k0 < cv.last_taps; k0 += 3) {
-        const int64_t taps = min_of(3, cv.last_taps - k0);
+      for (int64_t ct = 0; ct < count; ++ct) {
+        std::fill(buffer.begin() + ct * line_stride, buffer.begin() + (ct + 1) * line_stride,
+                  t.bias == nullptr ? 0.0f : t.bias[c0 + ct]);
+      }
+      for (int64_t k0 = 0; k0 < cv.last_taps; k0 += taps_per_tile) {
+        const int64_t taps = min_of(taps_per_tile, cv.last_taps - k0);
         for (int64_t u0 = 0; u0 < cv.in_width; u0 += 3 * kLanes) {
           const int64_t valid = min_of(3 * kLanes, cv.in_width - u0);
           const int64_t vectors = (valid + kLanes - 1) / kLanes;
-          const ShiftedTapsTile tile = valid % kLanes == 0
-                                           ? shifted_taps_tile_for<false>(taps, vectors)
-                                           : shifted_taps_tile_for<true>(taps, vectors);
-          tile(t, c, h, k0, u0, line);
+          const ShiftedTapsTile tile =
+              valid % kLanes == 0 ? shifted_taps_tile_for<false>(count, taps, vectors)
+                                  : shifted_taps_tile_for<true>(count, taps, vectors);
+          tile(t, c0, h, k0, u0, lines, line_stride);
         }
       }
-      std::copy(line, line + cv.width, t.out + c * t.channel_stride + h * t.row_stride);
+      for (int64_t ct = 0; ct < count; ++ct) {
+        const float* line = lines + ct * line_stride;
+        std::copy(line, line + cv.width,
+                  t.out + (c0 + ct) * t.channel_stride + h * t.row_stride);
+      }
     }
+    c0 += count;
   }
 }
 

@@ -163,7 +163,7 @@ ConvGrads direct_conv_backward(const char* op, const at::Tensor& grad_output,
     if (grads.weight.defined()) grads.weight = grads.weight.squeeze(2);
     return grads;
   }
-  const DirectPlan p = direct_plan(op, input, weight, args);
+  const DirectPlan p = direct_plan(op, input, weight, args, true);
   std::vector<int64_t> out_sizes{p.conv.batch, p.conv.out_channels};
   out_sizes.insert(out_sizes.end(), p.conv.out_sizes.begin(), p.conv.out_sizes.end());
   TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(out_sizes), "ndops::", op,

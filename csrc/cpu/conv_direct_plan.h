@@ -28,8 +28,8 @@ struct DirectPlan {
   int64_t rows_in = 1, rows_out = 1, row_kernel = 1;  // the row dim, N - 2
   int64_t width = 1, last_kernel = 1;                 // the last dim: output size, kernel
   int64_t row_taps = 1;  // C_in/groups * outer_taps * row_kernel
-  // raw: the row kernels read the input's own rows through masks (stride 1, zero padding,
-  // unit stride along the last dim); else a staged copy (stage_input).
+  // raw: the row kernels read the input's own rows (stride 1, zero padding, unit stride
+  // along the last dim; RowConv::in_width); else a staged copy (stage_input).
   bool raw = false;
   int64_t phase_stride = 0, row_stride = 0;
   std::vector<int64_t> slot_source;  // [row_stride]: input coordinate of each entry, or -1
@@ -40,9 +40,10 @@ struct DirectPlan {
   int64_t cout() const { return conv.out_channels / conv.groups; }
 };
 
-// The plan of conv(x, w) at N >= 2 (conv_nd at N = 1 runs with a unit dim in front, UnitDim).
+// The plan of conv(x, w) at N >= 2 (conv_nd at N = 1 runs with a unit dim in front, UnitDim),
+// for its forward or its weight gradient (which read raw rows in different cases).
 DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
-                       const ConvArgs& args);
+                       const ConvArgs& args, bool for_weight_grad);
 
 // Tasks: (plane, chunk of output rows); plane = b * outer_positions + outer position.
 struct Tasks {
