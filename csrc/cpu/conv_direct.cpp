@@ -10,8 +10,9 @@
 // padding the forward reads the input's rows themselves (raw rows, see direct_plan). A task
 // then takes one plane (every dim but the last two fixed) of one group, and the AVX2 row kernels
 // accumulate its output rows in registers. The backward computes the weight gradient from
-// staged rows (raw ones where the input is the larger side), and the input gradient of a stride-1 zero-padded conv as the direct conv of
-// the output gradient with the flipped kernel; other input gradients take the gathered path.
+// staged rows (raw ones where the input is the larger side), and the input gradient of a
+// stride-1 zero-padded conv as the direct conv of the output gradient with the flipped kernel;
+// other input gradients take the gathered path.
 //
 // The rule (measured on the project machine, AMD EPYC Zen 3, AVX2, 2 threads, fp32; numbers in
 // direct_rule below): the direct kernel runs the forward when each group has at most 2 input

@@ -12,9 +12,10 @@
 // their horizontal sums into grad_weight. Staged rows are readable wherever a tap reaches:
 // positions past the row's end are computed and never stored. Unpadded rows (in_width) are
 // read unshifted by the forward (shifted_taps_tile: each tap's sums are shifted after), so
-// that no tap needs masks, and through masks by the gradient. The gradient masks positions past the row's end out of both operands, in a pass of
-// its own after the unmasked vectors (masks in the main loop cost it a third of its speed:
-// the accumulators no longer fit the registers).
+// that no tap needs masks, and through masks by the gradient. The gradient masks positions
+// past the row's end out of both operands, in a pass of its own after the unmasked vectors
+// (masks in the main loop cost it a third of its speed: the accumulators no longer fit the
+// registers).
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -42,6 +43,14 @@ __m256i window_mask(int64_t first, int64_t limit) {
   return _mm256_and_si256(_mm256_cmpgt_epi32(position, _mm256_set1_epi32(-1)),
                           _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(limit)),
                                              position));
+}
+
+// acc[v] += weight (broadcast) * x[v]: one weight's share of a register tile.
+template <int V>
+void add_weighted(__m256 (&acc)[V], const float* weight, const __m256 (&x)[V]) {
+  const __m256 wv = _mm256_broadcast_ss(weight);
+  NDOPS_UNROLL
+  for (int v = 0; v < V; ++v) acc[v] = _mm256_fmadd_ps(wv, x[v], acc[v]);
 }
 
 struct ForwardTile {
@@ -103,11 +112,7 @@ void forward_tile(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0, int6
             if (rt < 0 || rt >= RT) continue;
             NDOPS_UNROLL
             for (int ct = 0; ct < CT; ++ct) {
-              const __m256 wv = _mm256_broadcast_ss(w + ct * weight_stride + kh * cv.last_taps + k);
-              NDOPS_UNROLL
-              for (int v = 0; v < V; ++v) {
-                acc[ct][rt][v] = _mm256_fmadd_ps(wv, x[v], acc[ct][rt][v]);
-              }
+              add_weighted(acc[ct][rt], w + ct * weight_stride + kh * cv.last_taps + k, x);
             }
           }
         }
@@ -219,13 +224,7 @@ void shifted_taps_tile(const ForwardTile& t, int64_t c0, int64_t h, int64_t k0, 
       NDOPS_UNROLL
       for (int ct = 0; ct < CT; ++ct) {
         NDOPS_UNROLL
-        for (int kt = 0; kt < KT; ++kt) {
-          const __m256 wv = _mm256_broadcast_ss(wk + ct * weight_stride + kt);
-          NDOPS_UNROLL
-          for (int v = 0; v < V; ++v) {
-            acc[ct][kt][v] = _mm256_fmadd_ps(wv, x[v], acc[ct][kt][v]);
-          }
-        }
+        for (int kt = 0; kt < KT; ++kt) add_weighted(acc[ct][kt], wk + ct * weight_stride + kt, x);
       }
     }
   }
@@ -260,7 +259,9 @@ constexpr int64_t kShiftedChannels = 4;
 
 template <bool kTail>
 ShiftedTapsTile shifted_taps_tile_for(int64_t channels, int64_t taps, int64_t vectors) {
-  if (channels == kShiftedChannels) return shifted_taps_tile_for<kShiftedChannels, 1, kTail>(vectors);
+  if (channels == kShiftedChannels) {
+    return shifted_taps_tile_for<kShiftedChannels, 1, kTail>(vectors);
+  }
   switch (taps) {
     case 1: return shifted_taps_tile_for<1, 1, kTail>(vectors);
     case 2: return shifted_taps_tile_for<1, 2, kTail>(vectors);
