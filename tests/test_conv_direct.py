@@ -84,6 +84,34 @@ def test_direct_kernel_chunks_rows_and_reads_strided_inputs(monkeypatch):
 
 
 @needs_avx2
+@pytest.mark.parametrize("x_shape,w_shape,dilation,pairs", [
+    ((1, 2, 5, 45), (6, 2, 3, 5), (1, 2), (1, 1, 3, 1)),  # 4 + 2 channels, 5 taps, 24 + 21
+    ((2, 1, 4, 6, 17), (5, 1, 3, 3, 3), (1, 1, 1), (1, 1, 0, 2, 1, 1)),  # a tail vector
+])
+def test_direct_kernel_on_raw_rows(x_shape, w_shape, dilation, pairs, monkeypatch):
+    """Stride 1 and zero padding: the forward, and the input gradient's conv (fewer output
+    than input channels), read the input's own rows with the shifted-taps kernel (no staging):
+    4-channel tiles and single channels, taps in groups, several tiles per row and tails."""
+    monkeypatch.setenv("NDOPS_CONV_DIRECT", "1")
+    n = len(x_shape) - 2
+    x, w, b = torch.randn(x_shape), torch.randn(w_shape), torch.randn(w_shape[0])
+
+    def fused(x, w, b):
+        return torch.ops.ndops.conv_bias_act_nd(x, w, b, [1] * n, list(pairs), list(dilation),
+                                                1, "none", 0.0, "zeros")[0]
+
+    def reference(x, w, b):
+        return padded_reference(x, w, b, [1] * n, pairs, dilation, 1, "zeros")
+
+    expected, grad_output = run(None, x.double(), w.double(), b.double(), {}, fn=reference)
+    actual, _ = run(None, x, w, b, {}, grad_output.float(), fn=fused)
+    assert_results_close(actual, [e.float() for e in expected], torch.float32)
+    passes = ran_kernels(lambda: fused(x, w, b))
+    assert "ndops::conv_nd::direct_forward" in passes
+    assert "ndops::conv_nd::direct_stage" not in passes
+
+
+@needs_avx2
 def test_direct_kernel_rule(monkeypatch):
     """In float32, the forward of a conv with at most 2 input channels per group and the
     backward of one with 1, or with at most 4 and fewer than 16 output channels, take the

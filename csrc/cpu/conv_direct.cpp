@@ -5,12 +5,14 @@
 // reduction is a handful of channels, which it runs at a few percent of the FMA peak. Here the
 // input is first staged row by row with the last dim's padding applied (whatever the mode) and
 // split into stride phases, so that every tap of the last dim reads a contiguous run: one pass,
-// (W + padding + 8 * stride) / W times the input's size (few channels: small next to the
-// output); the other dims' padding is never copied, ConvPlan's source tables resolve it. A task
+// (W + padding) / W times the input's size (few channels: small next to the output); the other
+// dims' padding is never copied, ConvPlan's source tables resolve it. With stride 1 and zero
+// padding the forward reads the input's rows themselves (raw rows, see direct_plan). A task
 // then takes one plane (every dim but the last two fixed) of one group, and the AVX2 row kernels
-// accumulate its output rows in registers. The backward computes the weight gradient from the
-// same staged rows, and the input gradient of a stride-1 zero-padded conv as the direct conv of
-// the output gradient with the flipped kernel; other input gradients take the gathered path.
+// accumulate its output rows in registers. The backward computes the weight gradient from
+// staged rows (raw ones where the input is the larger side), and the input gradient of a
+// stride-1 zero-padded conv as the direct conv of the output gradient with the flipped kernel;
+// other input gradients take the gathered path.
 //
 // The rule (measured on the project machine, AMD EPYC Zen 3, AVX2, 2 threads, fp32; numbers in
 // direct_rule below): the direct kernel runs the forward when each group has at most 2 input
@@ -72,7 +74,7 @@ bool direct_rule(const at::Tensor& input, const at::Tensor& weight, bool backwar
 }  // namespace
 
 DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
-                       const ConvArgs& args) {
+                       const ConvArgs& args, bool for_weight_grad) {
   const int n = static_cast<int>(w.dim()) - 2;
   DirectPlan p;
   p.conv = make_conv_plan(op, x, w, args.stride, args.padding, args.dilation, args.groups,
@@ -91,7 +93,7 @@ DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
   p.row_taps = p.cin() * p.outer_taps * p.row_kernel;
   const int64_t stride = c.stride[n - 1], size = c.in_sizes[n - 1];
   const int64_t padded = size + c.pad_left[n - 1] + c.pad_right[n - 1];
-  p.phase_stride = ceil_div(ceil_div(padded, stride) + kSlack, kSlack) * kSlack;
+  p.phase_stride = ceil_div(padded, stride);
   p.row_stride = stride * p.phase_stride;
   p.slot_source.resize(p.row_stride);
   for (int64_t m = 0; m < p.row_stride; ++m) {
@@ -110,14 +112,15 @@ DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
       p.run_end = m + 1;
     }
   }
-  // Staging costs a pass over the input; the masked loads of raw rows slow the kernels down
-  // by a quarter to a third (measured): staging pays where the output is the larger side, as
-  // in the forward of a first layer, raw rows where the input is (the input gradient of a first
-  // layer: 43-45 ms raw against 53-57 ms staged for B4 C1->8 24^4).
+  // Staging costs a pass over the input. The forward reads raw rows wherever it can (the
+  // shifted-taps kernel: B4 C1->8 24^4, 15.6 ms against 16.5 ms staged; its input gradient,
+  // C8->1, 13.8 ms against 22 ms for the masked loads of raw rows it replaced). The weight
+  // gradient masks raw rows' edges, about half as fast as on staged rows (the same conv):
+  // it reads them only where the input is the larger side.
   const bool zero_padded =
       c.mode == PadMode::kConstant || (c.pad_left[n - 1] == 0 && c.pad_right[n - 1] == 0);
-  p.raw = stride == 1 && x.stride(n + 1) == 1 && p.last_kernel <= kRowConvMaxMaskedTaps &&
-          zero_padded && p.cout() < p.cin();
+  p.raw = stride == 1 && x.stride(n + 1) == 1 && zero_padded &&
+          (!for_weight_grad || p.cout() < p.cin());
   for (int64_t k = 0; k < p.last_kernel; ++k) {
     p.tap_offsets.push_back(
         p.raw ? k * c.dilation[n - 1] - c.pad_left[n - 1]
@@ -143,57 +146,44 @@ at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x) {
   sizes.insert(sizes.end(), c.in_sizes.begin(), c.in_sizes.end() - 1);
   const int64_t rows = c10::multiply_integers(sizes);
   sizes.push_back(p.row_stride);
-  at::Tensor staged = at::empty(sizes, x.options().memory_format(at::MemoryFormat::Contiguous));
+  // Packed rows (no padding between them: a third fewer bytes to write for 3-tap first layers)
+  // and kSlack floats after the last.
+  at::Tensor staged = at::empty({rows * p.row_stride + kSlack}, x.options())
+                          .narrow(0, 0, rows * p.row_stride)
+                          .view(sizes);
   const float* in = x.const_data_ptr<float>();
   float* out = staged.mutable_data_ptr<float>();
   const auto xs = x.strides();
   const int64_t width_stride = xs[n + 1], run_source = p.slot_source[p.run_begin];
+  const int64_t* slots = p.slot_source.data();
+  const int64_t run_begin = p.run_begin, count = p.run_end - p.run_begin;
+  // Slots [from, to) one by one (padding, phases other than the run's).
+  const auto fill_slots = [&](const float* src, float* dst, int64_t from, int64_t to) {
+    for (int64_t m = from; m < to; ++m) {
+      dst[m] = slots[m] < 0 ? 0.0f : src[slots[m] * width_stride];
+    }
+  };
   at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> coords(n + 1);  // (b, c, dims 0 .. N-2)
     unravel_index(begin, sizes.data(), n + 1, coords.data());
     for (int64_t row = begin; row < end; ++row) {
       const float* src = in + ravel_index(coords.data(), xs.data(), n + 1);
       float* dst = out + row * p.row_stride;
-      for (int64_t m = 0; m < p.row_stride; ++m) {
-        if (m == p.run_begin) {  // the run: a plain (or strided) copy
-          const int64_t count = p.run_end - p.run_begin;
-          if (width_stride == 1) {
-            std::copy(src + run_source, src + run_source + count, dst + m);
-          } else {
-            for (int64_t i = 0; i < count; ++i) dst[m + i] = src[(run_source + i) * width_stride];
-          }
-          m = p.run_end - 1;
-          continue;
-        }
-        const int64_t v = p.slot_source[m];
-        dst[m] = v < 0 ? 0.0f : src[v * width_stride];
+      fill_slots(src, dst, 0, run_begin);
+      // The run: a plain (or strided) copy, inline (a call per row costs more than the copy).
+      const float* from = src + run_source * width_stride;
+      float* to = dst + run_begin;
+      if (width_stride == 1) {
+        for (int64_t i = 0; i < count; ++i) to[i] = from[i];
+      } else {
+        for (int64_t i = 0; i < count; ++i) to[i] = from[i * width_stride];
       }
+      fill_slots(src, dst, p.run_end, p.row_stride);
       advance_index(coords.data(), sizes.data(), n + 1);
     }
   });
   return staged;
 }
-
-int64_t ZeroRow::row_reach(const DirectPlan& p) {
-  if (!p.raw) return 0;
-  const int64_t in_width = p.conv.in_sizes[p.conv.ndim - 1];
-  const int64_t vectors_end = ceil_div(p.width, kSlack) * kSlack;
-  return std::max({int64_t{0}, -p.tap_offsets.front(),
-                   vectors_end + p.tap_offsets.back() - in_width});
-}
-
-namespace {
-
-// Whether [lowest - reach, highest + width + reach) lies inside tensor t's elements.
-bool reads_inside(const at::Tensor& t, const float* lowest, const float* highest,
-                  int64_t width, int64_t reach) {
-  const float* begin = t.const_data_ptr<float>();
-  int64_t last = 0;
-  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
-  return lowest - begin >= reach && (begin + last + 1) - (highest + width) >= reach;
-}
-
-}  // namespace
 
 RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, int64_t o,
                     int64_t g, int64_t h0, int64_t h1, RowScratch& s, const float* zeros) {
@@ -210,26 +200,13 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
   const float* base = staged.const_data_ptr<float>() + b * ss[0] + g * p.cin() * ss[1];
   const int64_t* row_source = c.source.data() + c.source_begin[p.outer];
   const int64_t rows = h1 - h0, row_stride = ss[c.ndim];
-  // Offsets of the rows (kh, h) in a plane (-1: padding), and the lowest and highest of them
-  // and of the planes' offsets: every combination occurs, so the lowest row read is the lowest
-  // plane's lowest row (of the first channel), the highest the highest's highest (last channel).
+  // Offsets of the rows (kh, h) in a plane (-1: padding).
   int64_t* row_offsets = s.row_offsets.data();
-  int64_t low = -1, high = -1, low_plane = -1, high_plane = -1;
   for (int64_t kh = 0; kh < p.row_kernel; ++kh) {
     for (int64_t h = h0; h < h1; ++h) {
       const int64_t source = row_source[h * p.row_kernel + kh];
-      const int64_t offset = source < 0 ? -1 : source * row_stride;
-      row_offsets[kh * rows + h - h0] = offset;
-      if (offset < 0) continue;
-      low = low < 0 ? offset : std::min(low, offset);
-      high = std::max(high, offset);
+      row_offsets[kh * rows + h - h0] = source < 0 ? -1 : source * row_stride;
     }
-  }
-  for (int64_t t = 0; t < p.outer_taps; ++t) {
-    const int64_t offset = s.outer_offsets[t];
-    if (offset < 0) continue;
-    low_plane = low_plane < 0 ? offset : std::min(low_plane, offset);
-    high_plane = std::max(high_plane, offset);
   }
   const float** planes = s.planes.data();
   for (int64_t ci = 0; ci < p.cin(); ++ci) {
@@ -241,13 +218,8 @@ RowConv row_sources(const DirectPlan& p, const at::Tensor& staged, int64_t b, in
   const int row_dim = c.ndim - 2;
   const bool shared = c.stride[row_dim] == 1 && c.dilation[row_dim] == 1 && p.row_kernel == 3;
   const int64_t in_width = p.raw ? c.in_sizes[c.ndim - 1] : 0;
-  const bool whole_reads =
-      p.raw && (low < 0 || low_plane < 0 ||
-                reads_inside(staged, base + low_plane + low,
-                             base + (p.cin() - 1) * ss[1] + high_plane + high, in_width,
-                             ZeroRow::row_reach(p)));
   return RowConv{s.planes.data(), row_offsets, p.row_taps, p.row_kernel, rows,
-                 p.tap_offsets.data(), p.last_kernel, p.width, zeros, in_width, whole_reads,
+                 p.tap_offsets.data(), p.last_kernel, p.width, zeros, in_width,
                  shared ? int64_t{3} : 0};
 }
 
@@ -284,7 +256,7 @@ RowActivation row_activation(Activation act) {
 ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor& weight,
                            const std::optional<at::Tensor>& bias, const ConvArgs& args,
                            const ConvEpilogue& epilogue, bool keep_pre_activation) {
-  const DirectPlan p = direct_plan(op, x, weight, args);
+  const DirectPlan p = direct_plan(op, x, weight, args, false);
   const ConvPlan& c = p.conv;
   const bool has_bias = bias.has_value() && bias->defined();
   TORCH_CHECK(!has_bias || (bias->dim() == 1 && bias->size(0) == c.out_channels), "ndops::",

@@ -11,12 +11,14 @@
 // last-dim taps in accumulators over every output row and position of a row tap, then adds
 // their horizontal sums into grad_weight. Staged rows are readable wherever a tap reaches:
 // positions past the row's end are computed and never stored. Unpadded rows (in_width) are
-// read, in the tiles whose taps leave the row, as whole vectors with the lanes outside it
-// cleared where the memory around is readable (RowConv::whole_reads), else through masked
-// loads. The gradient masks positions past the row's end out of both operands, in a pass of
-// its own after the unmasked vectors (masks in the main loop cost it a third of its speed:
-// the accumulators no longer fit the registers).
+// read unshifted by the forward (shifted_taps_tile: each tap's sums are shifted after), so
+// that no tap needs masks, and through masks by the gradient. The gradient masks positions
+// past the row's end out of both operands, in a pass of its own after the unmasked vectors
+// (masks in the main loop cost it a third of its speed: the accumulators no longer fit the
+// registers).
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "cpu/conv_direct_kernels.h"
 
@@ -26,8 +28,6 @@
 
 namespace ndops {
 namespace {
-
-constexpr int64_t kMaxMaskedTaps = kRowConvMaxMaskedTaps;
 
 // Lanes [0, valid) set (valid may exceed 8).
 __m256i lane_mask(int64_t valid) {
@@ -45,6 +45,14 @@ __m256i window_mask(int64_t first, int64_t limit) {
                                              position));
 }
 
+// acc[v] += weight (broadcast) * x[v]: one weight's share of a register tile.
+template <int V>
+void add_weighted(__m256 (&acc)[V], const float* weight, const __m256 (&x)[V]) {
+  const __m256 wv = _mm256_broadcast_ss(weight);
+  NDOPS_UNROLL
+  for (int v = 0; v < V; ++v) acc[v] = _mm256_fmadd_ps(wv, x[v], acc[v]);
+}
+
 struct ForwardTile {
   const RowConv* conv;
   const float* weight;
@@ -53,31 +61,16 @@ struct ForwardTile {
   int64_t channel_stride, row_stride;
 };
 
-// How a tile reads its source rows: every tap inside them (or staged rows); or, for unpadded
-// rows where some tap of the tile reads outside [0, in_width) (zero padding, or past the row),
-// masked loads (those lanes load as zeros and never touch memory), or whole loads with those
-// lanes cleared after (RowConv::whole_reads: half the load slots of a masked load on Zen 3).
-enum class Reads { kInside, kMasked, kCleared };
-
-// Output channels [c0, c0 + CT) x rows [h0, h0 + RT) x positions [w0, w0 + V * 8), of which
-// `valid` positions are stored.
+// Staged rows: output channels [c0, c0 + CT) x rows [h0, h0 + RT) x positions
+// [w0, w0 + V * 8), of which `valid` positions are stored.
 // KH > 1 where the row dim has stride 1, dilation 1 and KH taps: row tap (q, kh) of output row
 // h reads the source row of (q, 0) at row h + kh, so the RT + KH - 1 rows of a tile are loaded
 // once per last-dim tap and each feeds every (output row, kh) pair that reads it. KH = 1 is the
 // general case: every row tap on its own.
-template <int CT, int RT, int V, int KH, Reads kReads>
+template <int CT, int RT, int V, int KH>
 void forward_tile(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0, int64_t valid) {
   const RowConv& cv = *t.conv;
   constexpr int kRows = RT + KH - 1;
-  __m256i masks[kReads == Reads::kInside ? 1 : kMaxMaskedTaps][V];
-  if constexpr (kReads != Reads::kInside) {
-    for (int64_t k = 0; k < cv.last_taps; ++k) {
-      NDOPS_UNROLL
-      for (int v = 0; v < V; ++v) {
-        masks[k][v] = window_mask(w0 + cv.tap_offsets[k] + v * kLanes, cv.in_width);
-      }
-    }
-  }
   __m256 acc[CT][RT][V];
   NDOPS_UNROLL
   for (int ct = 0; ct < CT; ++ct) {
@@ -112,27 +105,14 @@ void forward_tile(const ForwardTile& t, int64_t c0, int64_t h0, int64_t w0, int6
         for (int j = 0; j < kRows; ++j) {
           __m256 x[V];
           NDOPS_UNROLL
-          for (int v = 0; v < V; ++v) {
-            const float* at = rows[j] + offset + v * kLanes;
-            if constexpr (kReads == Reads::kMasked) {
-              x[v] = _mm256_maskload_ps(at, masks[k][v]);
-            } else if constexpr (kReads == Reads::kCleared) {
-              x[v] = _mm256_and_ps(_mm256_loadu_ps(at), _mm256_castsi256_ps(masks[k][v]));
-            } else {
-              x[v] = _mm256_loadu_ps(at);
-            }
-          }
+          for (int v = 0; v < V; ++v) x[v] = _mm256_loadu_ps(rows[j] + offset + v * kLanes);
           NDOPS_UNROLL
           for (int kh = 0; kh < KH; ++kh) {
             const int rt = j - kh;
             if (rt < 0 || rt >= RT) continue;
             NDOPS_UNROLL
             for (int ct = 0; ct < CT; ++ct) {
-              const __m256 wv = _mm256_broadcast_ss(w + ct * weight_stride + kh * cv.last_taps + k);
-              NDOPS_UNROLL
-              for (int v = 0; v < V; ++v) {
-                acc[ct][rt][v] = _mm256_fmadd_ps(wv, x[v], acc[ct][rt][v]);
-              }
+              add_weighted(acc[ct][rt], w + ct * weight_stride + kh * cv.last_taps + k, x);
             }
           }
         }
@@ -164,43 +144,28 @@ constexpr int tile_rows() {
 }
 
 // Rows per tile with shared rows (3 row taps): the accumulators, the 3 weights of each channel,
-// a vector of the masks (masked tiles) and the loaded row in the 16 registers (at most 4).
+// the loaded row and a spare in the 16 registers (at most 4).
 template <int CT, int V>
 constexpr int shared_tile_rows() {
   const int rows = (16 - 3 * CT - V - 1) / (CT * V);
   return rows < 1 ? 1 : (rows > 4 ? 4 : rows);
 }
 
-template <int CT, int V, Reads kReads>
-void forward_rows_of(const ForwardTile& t, int64_t c0, int64_t w0, int64_t valid) {
+// Every row of channels [c0, c0 + CT) and positions [w0, w0 + valid).
+template <int CT, int V>
+void forward_rows(const ForwardTile& t, int64_t c0, int64_t w0, int64_t valid) {
   constexpr int kRows = tile_rows<CT, V>(), kSharedRows = shared_tile_rows<CT, V>();
   const int64_t rows = t.conv->out_rows;
   int64_t h = 0;
   if (kSharedRows > 1 && t.conv->shared_rows_kernel == 3) {
     for (; h + kSharedRows <= rows; h += kSharedRows) {
-      forward_tile<CT, kSharedRows, V, 3, kReads>(t, c0, h, w0, valid);
+      forward_tile<CT, kSharedRows, V, 3>(t, c0, h, w0, valid);
     }
   }
   for (; h + kRows <= rows; h += kRows) {
-    forward_tile<CT, kRows, V, 1, kReads>(t, c0, h, w0, valid);
+    forward_tile<CT, kRows, V, 1>(t, c0, h, w0, valid);
   }
-  for (; h < rows; ++h) forward_tile<CT, 1, V, 1, kReads>(t, c0, h, w0, valid);
-}
-
-// Every row of channels [c0, c0 + CT) and positions [w0, w0 + valid).
-template <int CT, int V>
-void forward_rows(const ForwardTile& t, int64_t c0, int64_t w0, int64_t valid) {
-  const RowConv& cv = *t.conv;
-  const bool inside = cv.in_width == 0 ||
-                      (w0 + cv.tap_offsets[0] >= 0 &&
-                       w0 + V * kLanes + cv.tap_offsets[cv.last_taps - 1] <= cv.in_width);
-  if (inside) {
-    forward_rows_of<CT, V, Reads::kInside>(t, c0, w0, valid);
-  } else if (cv.whole_reads) {
-    forward_rows_of<CT, V, Reads::kCleared>(t, c0, w0, valid);
-  } else {
-    forward_rows_of<CT, V, Reads::kMasked>(t, c0, w0, valid);
-  }
+  for (; h < rows; ++h) forward_tile<CT, 1, V, 1>(t, c0, h, w0, valid);
 }
 
 using ForwardRows = void (*)(const ForwardTile&, int64_t, int64_t, int64_t);
@@ -215,6 +180,140 @@ ForwardRows forward_rows_for(int64_t channels) {
   }
 }
 
+// Unpadded rows (in_width > 0), channels [c0, c0 + CT), output row h, taps [k0, k0 + KT),
+// input positions [u0, u0 + V * 8): instead of shifting each tap's loads (and masking those
+// that leave the row), the tile sums A_k[u] = sum over row taps of weight(k) * row[u] for each
+// tap k over the input positions u, loaded once and unshifted, and adds A_k[u] to output
+// position u - tap_offsets[k] of the channel's line (lines + ct * line_stride) after: the
+// positions a tap reads outside the row are zero padding, so only the lanes past the row's end
+// (the last vector, kTail) need a mask. The lines are writable wherever a tile adds.
+template <int CT, int KT, int V, bool kTail>
+void shifted_taps_tile(const ForwardTile& t, int64_t c0, int64_t h, int64_t k0, int64_t u0,
+                       float* lines, int64_t line_stride) {
+  const RowConv& cv = *t.conv;
+  const __m256i tail = lane_mask(cv.in_width - u0 - (V - 1) * kLanes);
+  __m256 acc[CT][KT][V];
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    NDOPS_UNROLL
+    for (int kt = 0; kt < KT; ++kt) {
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) acc[ct][kt][v] = _mm256_setzero_ps();
+    }
+  }
+  // The fields the loop reads, in locals (GCC reloads them from *t.conv on every row tap).
+  const int64_t row_kernel = cv.row_kernel, out_rows = cv.out_rows, last_taps = cv.last_taps;
+  const int64_t weight_stride = cv.row_taps * last_taps;
+  const int64_t* row_offsets = cv.row_offsets + h;
+  const float* w = t.weight + c0 * weight_stride + k0;
+  const int64_t planes = cv.row_taps / row_kernel;
+  for (int64_t plane_tap = 0; plane_tap < planes; ++plane_tap, w += row_kernel * last_taps) {
+    const float* plane = cv.planes[plane_tap];
+    if (plane == nullptr) continue;
+    for (int64_t kh = 0; kh < row_kernel; ++kh) {
+      const int64_t offset = row_offsets[kh * out_rows];
+      if (offset < 0) continue;
+      const float* row = plane + offset + u0;
+      const float* wk = w + kh * last_taps;
+      __m256 x[V];
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) {
+        x[v] = kTail && v == V - 1 ? _mm256_maskload_ps(row + v * kLanes, tail)
+                                   : _mm256_loadu_ps(row + v * kLanes);
+      }
+      NDOPS_UNROLL
+      for (int ct = 0; ct < CT; ++ct) {
+        NDOPS_UNROLL
+        for (int kt = 0; kt < KT; ++kt) add_weighted(acc[ct][kt], wk + ct * weight_stride + kt, x);
+      }
+    }
+  }
+  NDOPS_UNROLL
+  for (int ct = 0; ct < CT; ++ct) {
+    NDOPS_UNROLL
+    for (int kt = 0; kt < KT; ++kt) {
+      float* dst = lines + ct * line_stride + u0 - cv.tap_offsets[k0 + kt];
+      NDOPS_UNROLL
+      for (int v = 0; v < V; ++v) {
+        float* at = dst + v * kLanes;
+        _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), acc[ct][kt][v]));
+      }
+    }
+  }
+}
+
+using ShiftedTapsTile = void (*)(const ForwardTile&, int64_t, int64_t, int64_t, int64_t, float*,
+                                 int64_t);
+
+template <int CT, int KT, bool kTail>
+ShiftedTapsTile shifted_taps_tile_for(int64_t vectors) {
+  switch (vectors) {
+    case 1: return shifted_taps_tile<CT, KT, 1, kTail>;
+    case 2: return shifted_taps_tile<CT, KT, 2, kTail>;
+    default: return shifted_taps_tile<CT, KT, 3, kTail>;
+  }
+}
+
+// Tiles of kShiftedChannels channels take one tap at a time; single channels up to 3 taps.
+constexpr int64_t kShiftedChannels = 4;
+
+template <bool kTail>
+ShiftedTapsTile shifted_taps_tile_for(int64_t channels, int64_t taps, int64_t vectors) {
+  if (channels == kShiftedChannels) {
+    return shifted_taps_tile_for<kShiftedChannels, 1, kTail>(vectors);
+  }
+  switch (taps) {
+    case 1: return shifted_taps_tile_for<1, 1, kTail>(vectors);
+    case 2: return shifted_taps_tile_for<1, 2, kTail>(vectors);
+    default: return shifted_taps_tile_for<1, 3, kTail>(vectors);
+  }
+}
+
+// The forward over unpadded rows: each output row of each channel sums its tiles in a line
+// (the bias to start with), then is copied out.
+void shifted_taps_forward(const ForwardTile& t, int64_t channels) {
+  const RowConv& cv = *t.conv;
+  const int64_t first = cv.tap_offsets[0], last = cv.tap_offsets[cv.last_taps - 1];
+  const int64_t lead = last > 0 ? last : 0;
+  const int64_t u_end = (cv.in_width + kLanes - 1) / kLanes * kLanes;
+  const int64_t line_stride = lead + (cv.width > u_end - first ? cv.width : u_end - first);
+  std::vector<float> buffer(kShiftedChannels * line_stride);
+  float* lines = buffer.data() + lead;
+  for (int64_t c0 = 0; c0 < channels;) {
+    const int64_t count = channels - c0 >= kShiftedChannels ? kShiftedChannels : 1;
+    const int64_t taps_per_tile = count == 1 ? 3 : 1;
+    for (int64_t h = 0; h < cv.out_rows; ++h) {
+      for (int64_t ct = 0; ct < count; ++ct) {
+        std::fill(buffer.begin() + ct * line_stride, buffer.begin() + (ct + 1) * line_stride,
+                  t.bias == nullptr ? 0.0f : t.bias[c0 + ct]);
+      }
+      for (int64_t k0 = 0; k0 < cv.last_taps; k0 += taps_per_tile) {
+        const int64_t taps = min_of(taps_per_tile, cv.last_taps - k0);
+        for (int64_t u0 = 0; u0 < cv.in_width; u0 += 3 * kLanes) {
+          const int64_t valid = min_of(3 * kLanes, cv.in_width - u0);
+          const int64_t vectors = (valid + kLanes - 1) / kLanes;
+          const ShiftedTapsTile tile =
+              valid % kLanes == 0 ? shifted_taps_tile_for<false>(count, taps, vectors)
+                                  : shifted_taps_tile_for<true>(count, taps, vectors);
+          tile(t, c0, h, k0, u0, lines, line_stride);
+        }
+      }
+      for (int64_t ct = 0; ct < count; ++ct) {
+        const float* line = lines + ct * line_stride;
+        std::copy(line, line + cv.width,
+                  t.out + (c0 + ct) * t.channel_stride + h * t.row_stride);
+      }
+    }
+    c0 += count;
+  }
+}
+
+float horizontal_sum(__m256 v) {
+  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+  return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+}
+
 // grad_weight[c0 + ct, r, k0 + kt] += the horizontal sum of acc[ct][kt].
 template <int CT, int KT>
 void reduce_weight_grad_tile(const RowConv& cv, const __m256 (&acc)[CT][KT], int64_t c0,
@@ -223,12 +322,7 @@ void reduce_weight_grad_tile(const RowConv& cv, const __m256 (&acc)[CT][KT], int
   for (int ct = 0; ct < CT; ++ct) {
     float* dst = grad_weight + ((c0 + ct) * cv.row_taps + r) * cv.last_taps + k0;
     NDOPS_UNROLL
-    for (int kt = 0; kt < KT; ++kt) {
-      const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[ct][kt]),
-                                     _mm256_extractf128_ps(acc[ct][kt], 1));
-      const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
-      dst[kt] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
-    }
+    for (int kt = 0; kt < KT; ++kt) dst[kt] += horizontal_sum(acc[ct][kt]);
   }
 }
 
@@ -328,6 +422,10 @@ void row_conv_forward_avx2(const RowConv& conv, const float* weight, const float
                            int64_t channels, float* out, int64_t out_channel_stride,
                            int64_t out_row_stride) {
   const ForwardTile tile{&conv, weight, bias, out, out_channel_stride, out_row_stride};
+  if (conv.in_width > 0) {
+    shifted_taps_forward(tile, channels);
+    return;
+  }
   for (int64_t w0 = 0; w0 < conv.width; w0 += 3 * kLanes) {
     const int64_t valid = min_of(3 * kLanes, conv.width - w0);
     const int64_t vectors = (valid + kLanes - 1) / kLanes;
@@ -338,6 +436,28 @@ void row_conv_forward_avx2(const RowConv& conv, const float* weight, const float
                                               : forward_rows_for<3>(count);
       rows(tile, c0, w0, valid);
     }
+  }
+}
+
+void row_sums_avx2(const float* g, int64_t channels, int64_t channel_stride, int64_t rows,
+                   int64_t row_stride, int64_t width, float* sums) {
+  constexpr int kChains = 4;  // independent accumulators: no serial chain of additions
+  for (int64_t c = 0; c < channels; ++c) {
+    __m256 acc[kChains];
+    NDOPS_UNROLL
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_setzero_ps();
+    for (int64_t h = 0; h < rows; ++h) {
+      const float* row = g + c * channel_stride + h * row_stride;
+      for (int64_t w = 0; w < width; w += kChains * kLanes) {
+        NDOPS_UNROLL
+        for (int i = 0; i < kChains; ++i) {
+          const int64_t at = w + i * kLanes;
+          acc[i] = _mm256_add_ps(acc[i], _mm256_maskload_ps(row + at, lane_mask(width - at)));
+        }
+      }
+    }
+    sums[c] += horizontal_sum(
+        _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
   }
 }
 
@@ -371,6 +491,9 @@ void row_conv_forward_avx2(const RowConv&, const float*, const float*, int64_t, 
 }
 void row_conv_weight_grad_avx2(const RowConv&, const float*, int64_t, int64_t, int64_t,
                                float*) {
+  __builtin_trap();
+}
+void row_sums_avx2(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*) {
   __builtin_trap();
 }
 }  // namespace ndops

@@ -7,6 +7,7 @@
 #include <ATen/record_function.h>
 
 #include <algorithm>
+#include <array>
 #include <type_traits>
 #include <vector>
 
@@ -51,13 +52,16 @@ at::Tensor activation_grad(const at::Tensor& grad_output, const at::Tensor& acti
   return gz;
 }
 
-// The weight gradient: fixed parts of the tasks (independent of the thread count) accumulate
-// in float, their sums are added in order in double.
-at::Tensor weight_grad(const DirectPlan& p, const at::Tensor& x, const at::Tensor& gz,
-                       const at::Tensor& weight) {
+// The weight gradient, and the bias gradient where with_bias (from the output gradient's rows
+// while the weight gradient has them in cache): fixed parts of the tasks (independent of the
+// thread count) accumulate in float, their sums are added in order in double.
+std::array<at::Tensor, 2> weight_and_bias_grads(const DirectPlan& p, const at::Tensor& x,
+                                                const at::Tensor& gz, const at::Tensor& weight,
+                                                bool with_bias) {
   const Tasks tasks = split_tasks(p);
   const int64_t parts = std::min<int64_t>(tasks.count(), 64);
-  const int64_t size = weight.numel(), group = p.cout() * p.row_taps * p.last_kernel;
+  const int64_t group = p.cout() * p.row_taps * p.last_kernel;
+  const int64_t size = weight.numel() + (with_bias ? p.conv.out_channels : 0);
   std::vector<float> partial(parts * size, 0.0f);
   const ZeroRow zeros(p);
   const at::Tensor staged = p.raw ? x : stage_input(p, x);
@@ -80,6 +84,10 @@ at::Tensor weight_grad(const DirectPlan& p, const at::Tensor& x, const at::Tenso
           row_conv_weight_grad_avx2(cv, g + offset + gr * p.cout() * channel_stride,
                                     channel_stride, row_stride, p.cout(), acc + gr * group);
         }
+        if (with_bias) {
+          row_sums_avx2(g + offset, p.conv.out_channels, channel_stride, h1 - h0, row_stride,
+                        p.width, acc + weight.numel());
+        }
       }
     }
   });
@@ -88,8 +96,11 @@ at::Tensor weight_grad(const DirectPlan& p, const at::Tensor& x, const at::Tenso
     for (int64_t i = 0; i < size; ++i) total[i] += partial[part * size + i];
   }
   at::Tensor grad = at::empty(weight.sizes(), weight.options());
-  std::copy(total.begin(), total.end(), grad.mutable_data_ptr<float>());
-  return grad;
+  std::copy(total.begin(), total.begin() + weight.numel(), grad.mutable_data_ptr<float>());
+  if (!with_bias) return {grad, at::Tensor()};
+  at::Tensor bias = at::empty({p.conv.out_channels}, weight.options());
+  std::copy(total.begin() + weight.numel(), total.end(), bias.mutable_data_ptr<float>());
+  return {grad, bias};
 }
 
 // Whether the input gradient is the direct conv of the output gradient with the flipped
@@ -152,7 +163,7 @@ ConvGrads direct_conv_backward(const char* op, const at::Tensor& grad_output,
     if (grads.weight.defined()) grads.weight = grads.weight.squeeze(2);
     return grads;
   }
-  const DirectPlan p = direct_plan(op, input, weight, args);
+  const DirectPlan p = direct_plan(op, input, weight, args, true);
   std::vector<int64_t> out_sizes{p.conv.batch, p.conv.out_channels};
   out_sizes.insert(out_sizes.end(), p.conv.out_sizes.begin(), p.conv.out_sizes.end());
   TORCH_CHECK(grad_output.sizes() == c10::IntArrayRef(out_sizes), "ndops::", op,
@@ -164,12 +175,16 @@ ConvGrads direct_conv_backward(const char* op, const at::Tensor& grad_output,
               " but the conv's output has ", c10::IntArrayRef(out_sizes));
   const at::Tensor gz = activation_grad(grad_output, activation_input, epilogue);
   ConvGrads grads;
-  if (output_mask[2]) {
+  if (output_mask[1]) {
+    const auto [weight_grad, bias_grad] =
+        weight_and_bias_grads(p, input, gz, weight, output_mask[2]);
+    grads.weight = weight_grad;
+    grads.bias = bias_grad;
+  } else if (output_mask[2]) {
     std::vector<int64_t> dims{0};
     for (int d = 0; d < p.conv.ndim; ++d) dims.push_back(d + 2);
     grads.bias = gz.sum(dims);
   }
-  if (output_mask[1]) grads.weight = weight_grad(p, input, gz, weight);
   if (output_mask[0]) grads.input = input_grad(op, p, gz, input, weight, args);
   return grads;
 }

@@ -22,9 +22,6 @@
 
 namespace ndops {
 
-// Unpadded rows (in_width > 0) serve at most this many last-dim taps.
-constexpr int64_t kRowConvMaxMaskedTaps = 16;
-
 struct RowConv {
   const float* const* planes;  // [row_taps / row_kernel]: a plane's start, or nullptr
   const int64_t* row_offsets;  // [row_kernel][out_rows]: a row's offset in its plane, or -1
@@ -32,15 +29,11 @@ struct RowConv {
   const int64_t* tap_offsets;  // [last_taps]: where output position 0 reads in a source row
   int64_t last_taps;
   int64_t width;               // output positions along the last dim
-  const float* zeros;          // a zero row, read in place of a null row next to real ones
+  const float* zeros;          // staged rows: a zero row, read in place of a null row
   // 0: staged rows, readable wherever a tap reaches (tap offsets >= 0). > 0: the rows are the
   // input's own, of this many elements; reads outside them are zero padding (tap offsets may
   // be negative).
   int64_t in_width;
-  // For unpadded rows: whether every vector a tap reads lies in readable memory (the rows'
-  // tensor, or the zero row's margins), so that vectors leaving a row are loaded whole and
-  // their lanes outside it cleared; else they are masked loads that never touch that memory.
-  bool whole_reads;
   // 3 where row tap (q, kh) of output row h is row tap (q, 0) of row h + kh for kh < 3 (the
   // row dim has stride 1, dilation 1 and 3 taps, innermost in r): rows are then shared across
   // a tile's output rows. 0 otherwise.
@@ -59,6 +52,11 @@ void row_conv_forward_avx2(const RowConv& conv, const float* weight, const float
 void row_conv_weight_grad_avx2(const RowConv& conv, const float* grad,
                                int64_t grad_channel_stride, int64_t grad_row_stride,
                                int64_t channels, float* grad_weight);
+
+// sums[c] += the sum of positions [0, width) of rows [0, rows) of channel c of g, c < channels
+// (g[c * channel_stride + h * row_stride + w]): the bias gradient of a task's output rows.
+void row_sums_avx2(const float* g, int64_t channels, int64_t channel_stride, int64_t rows,
+                   int64_t row_stride, int64_t width, float* sums);
 
 // A native conv over 3 spatial dims (fewer: unit dims in front) on channels-last buffers:
 // input (entries, *in_sizes, channels), grad (entries, *out_sizes, out_channels), dense.

@@ -15,7 +15,8 @@
 
 namespace ndops {
 
-// Zeros after each phase of a source row: the overrun of the last (partial) vector.
+// Readable floats past a staged row's last slot: the overrun of its last (partial) vector, whose
+// lanes are computed and never stored (inside the staged tensor, the next phase's or row's).
 constexpr int64_t kSlack = 8;
 // Output rows per task at most, which bounds a task's table of source rows.
 constexpr int64_t kMaxTaskRows = 64;
@@ -27,8 +28,8 @@ struct DirectPlan {
   int64_t rows_in = 1, rows_out = 1, row_kernel = 1;  // the row dim, N - 2
   int64_t width = 1, last_kernel = 1;                 // the last dim: output size, kernel
   int64_t row_taps = 1;  // C_in/groups * outer_taps * row_kernel
-  // raw: the row kernels read the input's own rows through masks (stride 1, zero padding,
-  // unit stride along the last dim); else a staged copy (stage_input).
+  // raw: the row kernels read the input's own rows (stride 1, zero padding, unit stride
+  // along the last dim; RowConv::in_width); else a staged copy (stage_input).
   bool raw = false;
   int64_t phase_stride = 0, row_stride = 0;
   std::vector<int64_t> slot_source;  // [row_stride]: input coordinate of each entry, or -1
@@ -39,9 +40,10 @@ struct DirectPlan {
   int64_t cout() const { return conv.out_channels / conv.groups; }
 };
 
-// The plan of conv(x, w) at N >= 2 (conv_nd at N = 1 runs with a unit dim in front, UnitDim).
+// The plan of conv(x, w) at N >= 2 (conv_nd at N = 1 runs with a unit dim in front, UnitDim),
+// for its forward or its weight gradient (which read raw rows in different cases).
 DirectPlan direct_plan(const char* op, const at::Tensor& x, const at::Tensor& w,
-                       const ConvArgs& args);
+                       const ConvArgs& args, bool for_weight_grad);
 
 // Tasks: (plane, chunk of output rows); plane = b * outer_positions + outer position.
 struct Tasks {
@@ -53,21 +55,16 @@ Tasks split_tasks(const DirectPlan& p);
 
 // The input staged for the row kernels: (B, C_in, *in_sizes[:-1], row_stride), each row with
 // the last dim's padding applied and split into stride phases (slot m holds input coordinate
-// slot_source[m], or zero).
+// slot_source[m], or zero), readable kSlack floats past its end.
 at::Tensor stage_input(const DirectPlan& p, const at::Tensor& x);
 
-// The zero row read in place of null source rows, with margins of zeros on either side wide
-// enough for every vector a tap of unpadded rows reads (RowConv::whole_reads).
+// The zero row read in place of null staged rows.
 class ZeroRow {
  public:
-  explicit ZeroRow(const DirectPlan& p)
-      : margin_(row_reach(p)), values_(p.row_stride + 2 * margin_, 0.0f) {}
-  const float* row() const { return values_.data() + margin_; }
-  // How far the vectors of a tap of unpadded rows read on either side of a row.
-  static int64_t row_reach(const DirectPlan& p);
+  explicit ZeroRow(const DirectPlan& p) : values_(p.row_stride + kSlack, 0.0f) {}
+  const float* row() const { return values_.data(); }
 
  private:
-  int64_t margin_;
   std::vector<float> values_;
 };
 
