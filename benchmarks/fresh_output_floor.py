@@ -4,6 +4,8 @@ run and interleaved with it.
 
     THP_MEM_ALLOC_ENABLE=1 python benchmarks/fresh_output_floor.py [--rounds 5]
 
+(``--scale tiny``: small tensors whose numbers mean nothing, for the tests.)
+
 The floor of a pass writes every fresh output the op returns (``torch.empty(...).fill_``, so
 it pays the same first-touch page clearing) and reads every input the op must read
 (``tensor.sum()`` over an existing tensor of that size). ``% limit`` is the bytes the report
@@ -45,12 +47,16 @@ def _floor_call(fresh, read):
     return call
 
 
-def _rows():
+_EDGES = {"normal": (32, 16, 24), "tiny": (4, 2, 3)}  # pooled, upsampled, normalized edges
+
+
+def _rows(scale):
     """(name, op call, fresh element counts, read element counts, bytes the report counts)."""
-    pool_x = torch.randn(2, 32, 32, 32, 32, 32)
+    pool_edge, up_edge, bn_edge = _EDGES[scale]
+    pool_x = torch.randn(2, 32, *(pool_edge,) * 4)
     big, small = pool_x.numel(), pool_x.numel() // 16
-    up_x = torch.randn(2, 32, 16, 16, 16, 16)
-    bn_x = torch.randn(2, 32, 24, 24, 24, 24)
+    up_x = torch.randn(2, 32, *(up_edge,) * 4)
+    bn_x = torch.randn(2, 32, *(bn_edge,) * 4)
     c = bn_x.shape[1]
     bn_args = (torch.zeros(c), torch.ones(c), torch.randn(c), torch.randn(c), True, 0.1, 1e-5,
                "relu")
@@ -88,19 +94,20 @@ def _rows():
     ]
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (best kept)")
     parser.add_argument("--repeats", type=int, default=5, help="calls per round")
-    args = parser.parse_args()
+    parser.add_argument("--scale", choices=sorted(_EDGES), default="normal")
+    args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    copy_gbps = measure_limits()["copy"]["gbps"]
+    copy_gbps = measure_limits(scale=args.scale)["copy"]["gbps"]
     print(f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, 2 threads, "
           f"copy bandwidth {copy_gbps:.1f} GB/s")
     print("| row | ndops ext ms | floor ms | ext / floor | % limit | floor % limit |")
     print("|---|---|---|---|---|---|")
     with ndops.backend("ext"):
-        for name, call, fresh, read, counted in _rows():
+        for name, call, fresh, read, counted in _rows(args.scale):
             floor = _floor_call(fresh, read)
             op_s = floor_s = float("inf")
             for _ in range(args.rounds):

@@ -176,6 +176,14 @@ def test_pytest_benchmark_files_use_the_same_case_list():
     _bench_module("bench_roofline")
 
 
+def test_fresh_output_floor_script_runs(capsys, restore_threads):
+    _bench_module("fresh_output_floor").main(["--scale", "tiny", "--rounds", "1",
+                                              "--repeats", "1"])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 6  # header, rule, one line per row
+    assert all(line.count("|") == 7 for line in table)
+
+
 def test_case_names_are_unique_and_every_family_is_covered():
     names = [c.name for c in cases.CASES]
     assert len(set(names)) == len(names) and len({c.id for c in cases.CASES}) == len(names)
