@@ -15,13 +15,13 @@ namespace ndops {
 
 // Whether the direct kernel runs this call (its forward, or its backward): the CPU has AVX2
 // and FMA, input and weight are float32 CPU tensors with elements, the input is not
-// channels-last, and the rule in conv_direct.cpp (measured) prefers it. NDOPS_CONV_DIRECT=0
-// turns it off, =1 uses it wherever it can run (tests).
+// channels-last, and the rule in conv_direct.cpp (measured) prefers it, unless
+// NDOPS_CONV_DIRECT forces otherwise (direct_conv_forced_mode).
+bool direct_conv_applies(const at::Tensor& input, const at::Tensor& weight, bool backward);
+
 // NDOPS_CONV_DIRECT (tests force paths with it): "" (unset) follow the rules, "0" never, "1"
 // wherever the kernel can run, "weight_grad" never (only conv_weight_grad.cpp's kernel runs).
 std::string_view direct_conv_forced_mode();
-
-bool direct_conv_applies(const at::Tensor& input, const at::Tensor& weight, bool backward);
 
 ConvOutputs direct_conv_forward(const char* op, const at::Tensor& input,
                                 const at::Tensor& weight, const std::optional<at::Tensor>& bias,

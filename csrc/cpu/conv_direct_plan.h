@@ -18,7 +18,7 @@ namespace ndops {
 // Readable floats past a staged row's last slot: the overrun of its last (partial) vector, whose
 // lanes are computed and never stored (inside the staged tensor, the next phase's or row's).
 constexpr int64_t kSlack = 8;
-// Output rows per task at most, which bounds a task's table of source rows.
+// Output rows per task at most, which bounds a task's table of row offsets (RowScratch).
 constexpr int64_t kMaxTaskRows = 64;
 
 struct DirectPlan {
