@@ -76,6 +76,35 @@ struct LastDim {
   }
 };
 
+// The transpose of one outer dim's taps: input coordinate i is read by the output coordinates
+// coord[k], k in [first[i], first[i + 1]), in ascending order, with weights weight[k].
+template <typename acc_t>
+struct Readers {
+  std::vector<int64_t> first, coord;
+  std::vector<acc_t> weight;
+
+  Readers(const std::vector<Tap<acc_t>>& taps, int64_t in_size) : first(in_size + 1, 0) {
+    for (const Tap<acc_t>& t : taps) {
+      ++first[t.index0 + 1];
+      if (t.count == 2) ++first[t.index1 + 1];
+    }
+    for (int64_t i = 0; i < in_size; ++i) first[i + 1] += first[i];
+    coord.resize(first.back());
+    weight.resize(first.back());
+    std::vector<int64_t> next(first.begin(), first.end() - 1);
+    for (int64_t o = 0; o < static_cast<int64_t>(taps.size()); ++o) {
+      const Tap<acc_t>& t = taps[o];
+      coord[next[t.index0]] = o;
+      weight[next[t.index0]++] = t.weight0;
+      if (t.count == 2) {
+        coord[next[t.index1]] = o;
+        weight[next[t.index1]++] = t.weight1;
+      }
+    }
+  }
+  int64_t in_size() const { return static_cast<int64_t>(first.size()) - 1; }
+};
+
 inline int64_t product(std::vector<int64_t>::const_iterator first,
                        std::vector<int64_t>::const_iterator last) {
   int64_t p = 1;
@@ -96,6 +125,7 @@ struct Levels {
   std::vector<int64_t> out_sizes, slab;
   std::vector<std::vector<Tap<acc_t>>> taps;
   LastDim<acc_t> last;
+  Readers<acc_t> inner_readers;  // of dim M - 1, the innermost outer dim (M >= 1)
 
   template <typename index_t>
   static std::vector<std::vector<Tap<acc_t>>> tabulate(const InterpGeometry& g) {
@@ -117,7 +147,8 @@ struct Levels {
         rows1(product(g.in_sizes.begin() + std::min(outer, 1), g.in_sizes.end() - 1)),
         in_plane(product(g.in_sizes.begin(), g.in_sizes.end())),
         out_plane(product(g.out_sizes.begin(), g.out_sizes.end())), out_sizes(g.out_sizes),
-        slab(g.ndim, 0), taps(tabulate<index_t>(g)), last(taps.back(), in_len) {
+        slab(g.ndim, 0), taps(tabulate<index_t>(g)), last(taps.back(), in_len),
+        inner_readers(taps[std::max(outer - 1, 0)], g.in_sizes[std::max(outer - 1, 0)]) {
     for (int L = 1; L <= outer; ++L) {
       slab[L] = product(g.in_sizes.begin() + L, g.in_sizes.end() - 1) * out_len;
     }
@@ -168,6 +199,46 @@ template <typename src_t, typename acc_t>
 C10_ALWAYS_INLINE void add_taps(acc_t* dst, const src_t* src, const Tap<acc_t>& t, int64_t n) {
   add_scaled(dst + t.index0 * n, src, t.weight0, n);
   if (t.count == 2) add_scaled(dst + t.index1 * n, src, t.weight1, n);
+}
+
+// The adjoint of blend over one whole dim, as a gather: row i of dst (n elements) = the sum of
+// the rows of src that read input coordinate i, weighted. Every dst row is written once, up to
+// four source rows per pass.
+template <typename src_t, typename acc_t>
+C10_ALWAYS_INLINE void gather_rows(acc_t* __restrict dst, const src_t* __restrict src,
+                                   const Readers<acc_t>& readers, int64_t n) {
+  auto row = [&](int64_t k) { return src + readers.coord[k] * n; };
+  for (int64_t i = 0; i < readers.in_size(); ++i, dst += n) {
+    const int64_t first = readers.first[i], count = readers.first[i + 1] - first;
+    const acc_t* w = readers.weight.data() + first;
+    if (count == 0) {
+      std::fill(dst, dst + n, acc_t(0));
+    } else if (count == 1) {
+      const src_t* __restrict a = row(first);
+      for (int64_t k = 0; k < n; ++k) dst[k] = w[0] * static_cast<acc_t>(a[k]);
+    } else if (count == 2) {
+      const src_t *__restrict a = row(first), *__restrict b = row(first + 1);
+      for (int64_t k = 0; k < n; ++k) {
+        dst[k] = w[0] * static_cast<acc_t>(a[k]) + w[1] * static_cast<acc_t>(b[k]);
+      }
+    } else {
+      const src_t *__restrict a = row(first), *__restrict b = row(first + 1),
+                              *__restrict c = row(first + 2);
+      if (count == 3) {
+        for (int64_t k = 0; k < n; ++k) {
+          dst[k] = w[0] * static_cast<acc_t>(a[k]) + w[1] * static_cast<acc_t>(b[k]) +
+                   w[2] * static_cast<acc_t>(c[k]);
+        }
+        continue;
+      }
+      const src_t* __restrict d = row(first + 3);
+      for (int64_t k = 0; k < n; ++k) {
+        dst[k] = (w[0] * static_cast<acc_t>(a[k]) + w[1] * static_cast<acc_t>(b[k])) +
+                 (w[2] * static_cast<acc_t>(c[k]) + w[3] * static_cast<acc_t>(d[k]));
+      }
+      for (int64_t j = 4; j < count; ++j) add_scaled(dst, row(first + j), w[j], n);
+    }
+  }
 }
 
 // The last dim's resampling of `rows` rows: in_len -> out_len elements each.

@@ -15,7 +15,8 @@
 // level that is a copy (one tap of weight 1) is a view of the level before.
 // - forward: parallel over (plane, output row); each output element is written once.
 // - backward: the adjoint, levels run backwards (accumulate, then flush a level into the one
-//   above once its coordinates are done). Each task owns a range of input slabs of dim 0 and
+//   above once its coordinates are done); the innermost outer level is gathered instead (each
+//   of its rows summed once from the grad rows that read it, through the transposed taps). Each task owns a range of input slabs of dim 0 and
 //   gathers every output row that reads them: no two threads write one element, each
 //   grad_input element is written once, and the sums run in an order that does not depend on
 //   the number of threads (deterministic).
@@ -161,17 +162,16 @@ C10_ALWAYS_INLINE const acc_t* unlevel_rows(const scalar_t* grad_rows, const Lev
   const int M = lv.outer;
   const int64_t run = lv.out_sizes[M - 1];  // the rows of one sweep of o_{M-1}
   const int64_t sweeps = product(lv.out_sizes.begin() + 1, lv.out_sizes.end() - 2);
-  for (int L = 1; L < M; ++L) std::fill(acc[L].begin(), acc[L].end(), acc_t(0));
+  for (int L = 1; L < M - 1; ++L) std::fill(acc[L].begin(), acc[L].end(), acc_t(0));
   std::fill(coords.begin(), coords.end(), 0);
   for (int64_t sweep = 0; sweep < sweeps; ++sweep, grad_rows += run * lv.out_len) {
-    for (int64_t o = 0; o < run; ++o) {
-      add_taps(acc[M - 1].data(), grad_rows + o * lv.out_len, lv.taps[M - 1][o], lv.out_len);
-    }
+    // The adjoint of S_{M-1} from this sweep's rows alone: computed whole, not accumulated.
+    gather_rows(acc[M - 1].data(), grad_rows, lv.inner_readers, lv.out_len);
     // The adjoint of S_L is complete once o_L, ..., o_{M-1} are at their last value: flush it
     // into the adjoint of S_{L-1} through the taps of dim L-1 at o_{L-1}.
     for (int L = M - 1; L >= 2; --L) {
       add_taps(acc[L - 1].data(), acc[L].data(), lv.taps[L - 1][coords[L - 1]], lv.slab[L]);
-      std::fill(acc[L].begin(), acc[L].end(), acc_t(0));
+      if (L < M - 1) std::fill(acc[L].begin(), acc[L].end(), acc_t(0));
       if (coords[L - 1] != lv.out_sizes[L - 1] - 1) break;
     }
     advance_odometer(coords.data() + 1, lv.out_sizes.data() + 1, M - 2);
