@@ -11,8 +11,8 @@
 //   and their barrier-free scheduling: csrc/cpu/channel_sweeps.h.
 // - Per-piece partials (Welford statistics, gradient sums) are merged in a fixed order: results
 //   do not depend on the thread count.
-// - Outputs are written exactly once, into buffers asked to be backed by huge pages (see
-//   empty_for_single_write).
+// - Outputs are written exactly once, into buffers asked to be backed by huge pages
+//   (cpu/huge_pages.h).
 //
 // NB: under GCC's default -ftrapping-math the vectorizer keeps the selects of relu-like
 // activations and their derivatives (`z > 0 ? ...`) as branches (measured: relu's backward 7x
@@ -29,10 +29,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -47,31 +43,13 @@
 #include "common/welford.h"
 #include "cpu/batch_norm_pieces.h"
 #include "cpu/channel_sweeps.h"
+#include "cpu/huge_pages.h"
 
 namespace ndops {
 namespace {
 
 using namespace batch_norm_pieces;
 using namespace bn;
-
-// A contiguous tensor that the kernel fills completely, once. NB: a fresh buffer above glibc's
-// mmap threshold (32 MiB) page-faults on every first-touched 4 KiB page, which here made
-// writing it ~4x slower than writing an existing buffer (85 MB: 74 vs 18 ms); asking for
-// transparent huge pages before the first write cuts the faults 512-fold. Advisory: ignored
-// where unsupported or disabled.
-at::Tensor empty_for_single_write(c10::IntArrayRef sizes, const at::TensorOptions& options) {
-  at::Tensor out = at::empty(sizes, options);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  if (out.nbytes() >= (size_t{32} << 20)) {
-    const auto begin = reinterpret_cast<uintptr_t>(out.data_ptr());
-    const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-    const uintptr_t last = (begin + out.nbytes()) & ~(kHuge - 1);
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-  }
-#endif
-  return out;
-}
 
 template <typename acc_t>
 struct ChannelParameters {
@@ -197,7 +175,7 @@ ForwardResult batch_norm_act_nd_cpu(const at::Tensor& input,
                                                 training);
   const Planes p(input.sizes());
   const at::Tensor x = input.contiguous();
-  at::Tensor output = empty_for_single_write(input.sizes(), input.options());
+  at::Tensor output = empty_with_huge_pages(input.sizes(), input.options());
   const auto acc_options = input.options().dtype(at::toOpMathType(input.scalar_type()));
   // The running statistics stay unchanged outside training (and for an empty batch).
   const ChannelStatistics statistics =
@@ -262,7 +240,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_nd_backward_cpu(
   check_batch_norm_backward(grad_output, input, weight, bias, save_mean, save_invstd);
   const Planes p(input.sizes());
   const at::Tensor x = input.contiguous(), dy = grad_output.contiguous();
-  at::Tensor grad_input = empty_for_single_write(input.sizes(), input.options());
+  at::Tensor grad_input = empty_with_huge_pages(input.sizes(), input.options());
   const ChannelGrads grads = zero_channel_grads(input);
   if (x.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), kOp, [&] {

@@ -16,10 +16,10 @@
 // - forward: parallel over (plane, output row); each output element is written once.
 // - backward: the adjoint, levels run backwards (accumulate, then flush a level into the one
 //   above once its coordinates are done); the innermost outer level is gathered instead (each
-//   of its rows summed once from the grad rows that read it, through the transposed taps). Each task owns a range of input slabs of dim 0 and
-//   gathers every output row that reads them: no two threads write one element, each
-//   grad_input element is written once, and the sums run in an order that does not depend on
-//   the number of threads (deterministic).
+//   of its rows summed once from the grad rows that read it, through the transposed taps).
+//   Each task owns a range of input slabs of dim 0 and gathers every output row that reads
+//   them: no two threads write one element, each grad_input element is written once, and the
+//   sums run in an order that does not depend on the number of threads (deterministic).
 // Channels-last input (B, C, *spatial) runs as the contiguous (B, *spatial, C) with C an extra,
 // unchanged last dim: every level is then a plain multiply-add over channels.
 #include <ATen/ATen.h>
@@ -35,11 +35,8 @@
 
 #include "common/interp_shape.h"
 #include "common/nd_index.h"
+#include "cpu/huge_pages.h"
 #include "cpu/interp_levels.h"
-
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 
 // The row loops are compiled once per vector width and the widest one the CPU runs is picked
 // at load time (the extension itself targets baseline x86-64); the loops of interp_levels.h
@@ -265,29 +262,10 @@ void interpolate_backward(const scalar_t* grad_out, scalar_t* grad_in, const Lev
                    });
 }
 
-// Results of 16 MiB and more get transparent huge pages where the system allows it (as all of
-// torch's allocations do under THP_MEM_ALLOC_ENABLE=1). Such a buffer comes fresh from mmap,
-// and faulting in its 4 KiB pages on first touch costs more than the interpolation: allocating
-// and filling 256 MiB took 311 ms, 68 ms with huge pages, on the project machine.
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  const uintptr_t bytes = t.nbytes();
-  if (bytes < 8 * kHuge) return;
-  const auto start = reinterpret_cast<uintptr_t>(t.const_data_ptr());
-  const uintptr_t first = (start + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t last = (start + bytes) & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#else
-  (void)t;
-#endif
-}
-
 // The resample of interpolate_nd_host (csrc/common/interp_shape.h), which registers it.
 at::Tensor forward_contiguous(const at::Tensor& in, const InterpGeometry& g) {
-  at::Tensor out = at::empty(interp_output_sizes(in.sizes(), g), in.options());
+  at::Tensor out = empty_with_huge_pages(interp_output_sizes(in.sizes(), g), in.options());
   if (out.numel() == 0) return out;
-  advise_huge_pages(out);
   AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, in.scalar_type(),
                                   "interpolate_nd", [&] {
     // Coordinates in double for double, else in float (uint8 too: nearest only).
@@ -308,9 +286,8 @@ at::Tensor forward_contiguous(const at::Tensor& in, const InterpGeometry& g) {
 
 at::Tensor backward_contiguous(const at::Tensor& grad, c10::IntArrayRef input_size,
                                const InterpGeometry& g) {
-  at::Tensor grad_input = at::empty(input_size, grad.options());
+  at::Tensor grad_input = empty_with_huge_pages(input_size, grad.options());
   if (grad_input.numel() == 0) return grad_input;
-  advise_huge_pages(grad_input);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
                                   "_interpolate_nd_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
