@@ -102,7 +102,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     copy_gbps = measure_limits(scale=args.scale)["copy"]["gbps"]
-    print(f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, 2 threads, "
+    print(f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}, 2 threads, "
           f"copy bandwidth {copy_gbps:.1f} GB/s")
     print("| row | ndops ext ms | floor ms | ext / floor | % limit | floor % limit |")
     print("|---|---|---|---|---|---|")

@@ -52,7 +52,8 @@ def test_results_json_fields(quick_report):
     data = json.loads((quick_report[1] / "results.json").read_text())
     meta = data["meta"]
     for key in ("date", "command", "cpu", "cores", "threads", "torch", "ndops",
-                "extension_built", "THP_MEM_ALLOC_ENABLE", "transparent_hugepage"):
+                "extension_built", "THP_MEM_ALLOC_ENABLE", "GLIBC_TUNABLES", "LD_PRELOAD",
+                "transparent_hugepage"):
         assert key in meta, key
     assert meta["threads"] == 1 and "--quick" in meta["command"]
     assert data["limits"]["gemm"]["gflops"] > 0 and data["limits"]["copy"]["gbps"] > 0

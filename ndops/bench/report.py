@@ -51,6 +51,9 @@ def machine_metadata(argv, device):
         "extension_built": ndops.has_extension(),
         "extension_error": None if ndops.has_extension() else str(ndops.load_error()),
         "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE"),
+        # allocator settings that decide whether fresh outputs reuse memory (README, Benchmarks)
+        "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES"),
+        "LD_PRELOAD": os.environ.get("LD_PRELOAD"),
         "transparent_hugepage": _read("/sys/kernel/mm/transparent_hugepage/enabled").strip()
         or None,
         "loadavg": _read("/proc/loadavg").split()[:3],
@@ -171,6 +174,8 @@ def _machine_table(meta):
     items += [("torch", meta["torch"]), ("ndops", f"{meta['ndops']}, extension {extension}"),
               ("python", meta["python"]), ("JAX", meta["jax"] or "not installed"),
               ("THP_MEM_ALLOC_ENABLE", meta["THP_MEM_ALLOC_ENABLE"] or "unset"),
+              ("GLIBC_TUNABLES", meta.get("GLIBC_TUNABLES") or "unset"),
+              ("LD_PRELOAD", meta.get("LD_PRELOAD") or "unset"),
               ("transparent_hugepage", meta["transparent_hugepage"]),
               ("load average at start", " ".join(meta["loadavg"]))]
     return "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in items])
