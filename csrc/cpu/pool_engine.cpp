@@ -420,6 +420,7 @@ struct SlabGeometry {
   int64_t row_lo = 0, rows = 1;      // the span of dim N - 2 (one row for N = 1)
   int64_t in_rows = 1, out_rows = 1, row_step = 1;
   int64_t lo = 0, span = 0;     // the span of the last dim
+  bool covers_slab = false;     // the spans are the whole slab: no zero margins
   int64_t size() const { return rows * span; }
 
   explicit SlabGeometry(const BoxPool& pool) {
@@ -436,6 +437,7 @@ struct SlabGeometry {
     }
     lo = pool.dims.back().span_begin;
     span = pool.dims.back().span_end - lo;
+    covers_slab = row_lo == 0 && rows == in_rows && lo == 0 && span == pool.dims.back().in_size;
   }
 };
 
@@ -481,8 +483,8 @@ NDOPS_ROW_KERNEL void store_slab_sum(const acc_t* spread, const int64_t* slabs, 
     }
   }
   const acc_t* data = count == 1 ? spread + slabs[0] * size : sum;
-  if (count > 0 && g.row_lo == 0 && g.rows == g.in_rows && g.lo == 0 && g.span == in_size) {
-    scalar_t* __restrict out = target;  // the windows cover the slab: one contiguous copy
+  if (count > 0 && g.covers_slab) {
+    scalar_t* __restrict out = target;  // one contiguous copy
     const acc_t* __restrict source = data;
     for (int64_t i = 0; i < size; ++i) out[i] = static_cast<scalar_t>(source[i]);
     return;
