@@ -113,9 +113,9 @@ def test_direct_kernel_on_raw_rows(x_shape, w_shape, dilation, pairs, monkeypatc
 
 @needs_avx2
 def test_direct_kernel_rule(monkeypatch):
-    """In float32, the forward of a conv with at most 2 input channels per group and the
-    backward of one with 1, or with at most 4 and fewer than 16 output channels, take the
-    direct kernel; the rest, the gathered conv; NDOPS_CONV_DIRECT=0 turns it off."""
+    """In float32, the forward of a conv with at most 2 input channels per group, the backward
+    of one with 1, and both of one with at most 4 input and fewer than 16 output channels take
+    the direct kernel; the rest, the gathered conv; NDOPS_CONV_DIRECT=0 turns it off."""
     one, two, four = (torch.randn(2, c, 6, 6, 6, 6) for c in (1, 2, 4))
     wide = (torch.randn(1, 8, 5, 5, 5, 5), torch.randn(4, 8, 3, 3, 3, 3))
 
@@ -127,7 +127,7 @@ def test_direct_kernel_rule(monkeypatch):
 
     both = {"direct_forward", "direct_backward"}
     for x, out_channels, direct in [(one, 16, both), (two, 4, both), (two, 16, {"direct_forward"}),
-                                    (four, 4, {"direct_backward"}), (four, 16, set())]:
+                                    (four, 4, both), (four, 16, set())]:
         w = torch.randn(out_channels, x.shape[1], 3, 3, 3, 3)
         ran = ran_kernels(conv(x, w))
         for name in ("direct_forward", "direct_backward"):

@@ -16,7 +16,8 @@
 //
 // The rule (measured on the project machine, AMD EPYC Zen 3, AVX2, 2 threads, fp32; numbers in
 // direct_rule below): the direct kernel runs the forward when each group has at most 2 input
-// channels, the backward when it has 1, or at most 4 and fewer than 16 output channels.
+// channels, the backward when it has 1, and both when it has at most 4 input and fewer than 16
+// output channels.
 #include "cpu/conv_direct.h"
 
 #include <ATen/Parallel.h>
@@ -36,8 +37,29 @@
 #include "cpu/conv_direct_plan.h"
 #include "cpu/conv_planes.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace ndops {
 namespace {
+
+// The forward's output, asked for transparent huge pages where it spans at least 8 of them. On
+// a system whose THP mode is "madvise" (the project machine's) a large fresh tensor otherwise
+// faults in 4 KiB at a time on its first write, unless torch's allocator madvises itself
+// (THP_MEM_ALLOC_ENABLE=1): B4 C1->8 24^4 (a 42 MB output), 2 threads, forward 29.6 ms without
+// the advice, 15.6 ms with huge pages. Only advice: a system without THP ignores it.
+at::Tensor empty_output(c10::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor out = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr size_t kHugePage = size_t{1} << 21;
+  auto* const data = static_cast<char*>(out.data_ptr());
+  const size_t skip = (kHugePage - reinterpret_cast<uintptr_t>(data) % kHugePage) % kHugePage;
+  const size_t whole = out.nbytes() > skip ? (out.nbytes() - skip) / kHugePage : 0;
+  if (whole >= 8) madvise(data + skip, whole * kHugePage, MADV_HUGEPAGE);
+#endif
+  return out;
+}
 
 bool cpu_has_avx2_fma() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -55,11 +77,16 @@ bool runs_direct(const at::Tensor& input, const at::Tensor& weight) {
          !is_channels_last(input);
 }
 
-// The measured rule: the forward with at most 2 input channels per group; the backward with 1,
-// or with at most 4 and fewer than 16 output channels per group.
+// The measured rule: the forward with at most 2 input channels per group; the backward with 1;
+// both with at most 4 input and fewer than 16 output channels per group.
 // Forward, gathered path time / direct time, 4-D 3^4 kernel, padding 1, B2 C_in -> 16 20^4
 // (four runs, medians; the quiet run last): C_in 1: 1.2-2.9 (1.9); C_in 2: 1.1-2.4 (1.05);
-// C_in 3: 0.8-1.5 (1.07); C_in 4: 0.8-1.0; C_in 6-16: 0.6-0.9.
+// C_in 3: 0.8-1.5 (1.07); C_in 4: 0.8-1.0; C_in 6-16: 0.6-0.9. The same ratio, C_in 3-4, six
+// quiet rounds (3 at 1 thread, 3 at 2), median of 9 interleaved calls (2026-11-23): C_out 16
+// (B2 20^4): C_in 3 0.84-0.95, C_in 4 0.87-0.91; C_out 8 (B4 24^4): C_in 3 1.48-1.57, C_in 4
+// 1.33-1.63; C_out 12 (B2 20^4): C_in 3 1.47-1.54, C_in 4 1.40-1.45; C_out 4 (B2 20^4) 2.4-2.7;
+// 5-D C4->4 B1 8^5 1.64, C3->8 B2 12^5 0.95-1.03; 3-D C4->8 B2 48^3 1.8; 2-D C4->8 B8 96^2
+// 1.4-1.6.
 // Backward (input, weight and bias gradients), the same ratio, fastest of 11-15 interleaved
 // calls: C_out 8 and 12 (B4 24^4, B2 16^4): C_in 2: 1.9-2.2, C_in 3: 2.3, C_in 4: 2.1; C_out 16
 // (B2 20^4): C_in 2-4: 0.96-1.06; C_out 32 (B2 16^4): C_in 2: 1.24, C_in 4: 1.07; C_out 64
@@ -67,8 +94,7 @@ bool runs_direct(const at::Tensor& input, const at::Tensor& weight) {
 bool direct_rule(const at::Tensor& input, const at::Tensor& weight, bool backward) {
   const int64_t cin = weight.size(1);
   const int64_t groups = input.dim() > 1 ? std::max<int64_t>(input.size(1) / cin, 1) : 1;
-  if (!backward) return cin <= 2;
-  return cin <= 1 || (cin <= 4 && weight.size(0) / groups < 16);
+  return cin <= (backward ? 1 : 2) || (cin <= 4 && weight.size(0) / groups < 16);
 }
 
 }  // namespace
@@ -263,8 +289,8 @@ ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor
               op, ": bias must have shape (", c.out_channels, "), got ", bias->sizes());
   std::vector<int64_t> out_sizes{c.batch, c.out_channels};
   out_sizes.insert(out_sizes.end(), c.out_sizes.begin(), c.out_sizes.end());
-  ConvOutputs result{at::empty(out_sizes, x.options()),
-                     keep_pre_activation ? at::empty(out_sizes, x.options()) : at::Tensor()};
+  ConvOutputs result{empty_output(out_sizes, x.options()),
+                     keep_pre_activation ? empty_output(out_sizes, x.options()) : at::Tensor()};
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   const at::Tensor staged = p.raw ? x : stage_input(p, x);
