@@ -139,6 +139,21 @@ def test_channels_last(n, mode):
     torch.testing.assert_close(g_from_contiguous, grad)
 
 
+@pytest.mark.parametrize("n", [3, 4, 5])
+@pytest.mark.parametrize("scale", [3.0, 5.5])
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_many_readers(n, scale, mode):
+    """Large upscales: more than four output rows read one input row, so the backward's
+    gathered level takes its extra passes; N = 3 writes that level, N >= 4 adds it into the
+    next outer one (N = 5 also flushes a level above)."""
+    x = torch.randn(2, 2, *[3, 2, 4, 2, 3][:n], dtype=F64)
+    kwargs = dict(mode=mode, scale_factor=scale)
+    expected, grad, grad_output = run("fallback", x, kwargs)
+    out, g, _ = run("ext", x, kwargs, grad_output)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(g, grad)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
 def test_zero_batch(n, mode):

@@ -201,42 +201,84 @@ C10_ALWAYS_INLINE void add_taps(acc_t* dst, const src_t* src, const Tap<acc_t>& 
   if (t.count == 2) add_scaled(dst + t.index1 * n, src, t.weight1, n);
 }
 
-// The adjoint of blend over one whole dim, as a gather: row i of dst (n elements) = the sum of
-// the rows of src that read input coordinate i, weighted. Every dst row is written once, up to
-// four source rows per pass.
-template <typename src_t, typename acc_t>
-C10_ALWAYS_INLINE void gather_rows(acc_t* __restrict dst, const src_t* __restrict src,
-                                   const Readers<acc_t>& readers, int64_t n) {
+// Where gather_rows puts its rows: written (kWrite), or added, scaled, into the slabs that one
+// tap of the next outer dim feeds (kOneTap, kTwoTaps): the adjoint of that dim's blend fused in.
+enum class RowSink { kWrite, kOneTap, kTwoTaps };
+
+// The sink's destinations never overlap its sources (scratch vs grad rows), nor each other,
+// but the compiler cannot see it through the inlined pointers: the loops say so.
+#if defined(__GNUC__) && !defined(__clang__)
+#define NDOPS_NO_ALIASING _Pragma("GCC ivdep")
+#elif defined(__clang__)
+#define NDOPS_NO_ALIASING _Pragma("clang loop vectorize(assume_safety)")
+#else
+#define NDOPS_NO_ALIASING
+#endif
+
+template <RowSink kSink, typename acc_t>
+C10_ALWAYS_INLINE void sink(acc_t* __restrict dst0, acc_t* __restrict dst1, acc_t w0, acc_t w1,
+                            int64_t k, acc_t v) {
+  if constexpr (kSink == RowSink::kWrite) {
+    dst0[k] = v;
+  } else {
+    dst0[k] += w0 * v;
+    if constexpr (kSink == RowSink::kTwoTaps) dst1[k] += w1 * v;
+  }
+}
+
+// The adjoint of blend over one whole dim, as a gather: row i (n elements) of the result is
+// the sum of the rows of src that read input coordinate i, weighted, summed once (up to four
+// source rows per pass) and handed to sink() at dst0 / dst1 + i * n.
+template <RowSink kSink, typename src_t, typename acc_t>
+C10_ALWAYS_INLINE void gather_rows(const src_t* __restrict src, const Readers<acc_t>& readers,
+                                   int64_t n, acc_t* dst0, acc_t* dst1, acc_t w0, acc_t w1) {
   auto row = [&](int64_t k) { return src + readers.coord[k] * n; };
-  for (int64_t i = 0; i < readers.in_size(); ++i, dst += n) {
+  for (int64_t i = 0; i < readers.in_size(); ++i, dst0 += n, dst1 += n) {
     const int64_t first = readers.first[i], count = readers.first[i + 1] - first;
     const acc_t* w = readers.weight.data() + first;
     if (count == 0) {
-      std::fill(dst, dst + n, acc_t(0));
+      if constexpr (kSink == RowSink::kWrite) std::fill(dst0, dst0 + n, acc_t(0));
     } else if (count == 1) {
       const src_t* __restrict a = row(first);
-      for (int64_t k = 0; k < n; ++k) dst[k] = w[0] * static_cast<acc_t>(a[k]);
+      NDOPS_NO_ALIASING
+      for (int64_t k = 0; k < n; ++k) {
+        sink<kSink>(dst0, dst1, w0, w1, k, w[0] * static_cast<acc_t>(a[k]));
+      }
     } else if (count == 2) {
       const src_t *__restrict a = row(first), *__restrict b = row(first + 1);
+      NDOPS_NO_ALIASING
       for (int64_t k = 0; k < n; ++k) {
-        dst[k] = w[0] * static_cast<acc_t>(a[k]) + w[1] * static_cast<acc_t>(b[k]);
+        sink<kSink>(dst0, dst1, w0, w1, k,
+                    w[0] * static_cast<acc_t>(a[k]) + w[1] * static_cast<acc_t>(b[k]));
+      }
+    } else if (count == 3) {
+      const src_t *__restrict a = row(first), *__restrict b = row(first + 1),
+                              *__restrict c = row(first + 2);
+      NDOPS_NO_ALIASING
+      for (int64_t k = 0; k < n; ++k) {
+        sink<kSink>(dst0, dst1, w0, w1, k,
+                    w[0] * static_cast<acc_t>(a[k]) + w[1] * static_cast<acc_t>(b[k]) +
+                        w[2] * static_cast<acc_t>(c[k]));
       }
     } else {
       const src_t *__restrict a = row(first), *__restrict b = row(first + 1),
-                              *__restrict c = row(first + 2);
-      if (count == 3) {
-        for (int64_t k = 0; k < n; ++k) {
-          dst[k] = w[0] * static_cast<acc_t>(a[k]) + w[1] * static_cast<acc_t>(b[k]) +
-                   w[2] * static_cast<acc_t>(c[k]);
-        }
-        continue;
-      }
-      const src_t* __restrict d = row(first + 3);
+                              *__restrict c = row(first + 2), *__restrict d = row(first + 3);
+      NDOPS_NO_ALIASING
       for (int64_t k = 0; k < n; ++k) {
-        dst[k] = (w[0] * static_cast<acc_t>(a[k]) + w[1] * static_cast<acc_t>(b[k])) +
-                 (w[2] * static_cast<acc_t>(c[k]) + w[3] * static_cast<acc_t>(d[k]));
+        sink<kSink>(dst0, dst1, w0, w1, k,
+                    (w[0] * static_cast<acc_t>(a[k]) + w[1] * static_cast<acc_t>(b[k])) +
+                        (w[2] * static_cast<acc_t>(c[k]) + w[3] * static_cast<acc_t>(d[k])));
       }
-      for (int64_t j = 4; j < count; ++j) add_scaled(dst, row(first + j), w[j], n);
+      // More than four readers (upscales above 2x): one by one; a written row is added to.
+      constexpr RowSink kMore = kSink == RowSink::kWrite ? RowSink::kOneTap : kSink;
+      const acc_t more_w0 = kSink == RowSink::kWrite ? acc_t(1) : w0;
+      for (int64_t j = 4; j < count; ++j) {
+        const src_t* __restrict e = row(first + j);
+        NDOPS_NO_ALIASING
+      for (int64_t k = 0; k < n; ++k) {
+          sink<kMore>(dst0, dst1, more_w0, w1, k, w[j] * static_cast<acc_t>(e[k]));
+        }
+      }
     }
   }
 }

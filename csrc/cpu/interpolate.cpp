@@ -16,7 +16,8 @@
 // - forward: parallel over (plane, output row); each output element is written once.
 // - backward: the adjoint, levels run backwards (accumulate, then flush a level into the one
 //   above once its coordinates are done); the innermost outer level is gathered instead (each
-//   of its rows summed once from the grad rows that read it, through the transposed taps).
+//   of its rows summed once from the grad rows that read it, through the transposed taps) and
+//   added straight into the level above.
 //   Each task owns a range of input slabs of dim 0 and gathers every output row that reads
 //   them: no two threads write one element, each grad_input element is written once, and the
 //   sums run in an order that does not depend on the number of threads (deterministic).
@@ -159,17 +160,32 @@ C10_ALWAYS_INLINE const acc_t* unlevel_rows(const scalar_t* grad_rows, const Lev
   const int M = lv.outer;
   const int64_t run = lv.out_sizes[M - 1];  // the rows of one sweep of o_{M-1}
   const int64_t sweeps = product(lv.out_sizes.begin() + 1, lv.out_sizes.end() - 2);
-  for (int L = 1; L < M - 1; ++L) std::fill(acc[L].begin(), acc[L].end(), acc_t(0));
+  for (int L = 1; L <= M - 2; ++L) std::fill(acc[L].begin(), acc[L].end(), acc_t(0));
   std::fill(coords.begin(), coords.end(), 0);
   for (int64_t sweep = 0; sweep < sweeps; ++sweep, grad_rows += run * lv.out_len) {
-    // The adjoint of S_{M-1} from this sweep's rows alone: computed whole, not accumulated.
-    gather_rows(acc[M - 1].data(), grad_rows, lv.inner_readers, lv.out_len);
+    // The adjoint of S_{M-1} from this sweep's rows alone, gathered whole: for M = 2 it is
+    // S_1's; else it goes straight into S_{M-2}'s through the taps of dim M-2 at o_{M-2}.
+    if (M == 2) {
+      gather_rows<RowSink::kWrite>(grad_rows, lv.inner_readers, lv.out_len, acc[1].data(),
+                                   acc[1].data(), acc_t(1), acc_t(0));
+    } else {
+      const Tap<acc_t>& t = lv.taps[M - 2][coords[M - 2]];
+      acc_t* into = acc[M - 2].data();
+      if (t.count == 2) {
+        gather_rows<RowSink::kTwoTaps>(grad_rows, lv.inner_readers, lv.out_len,
+                                       into + t.index0 * lv.slab[M - 1],
+                                       into + t.index1 * lv.slab[M - 1], t.weight0, t.weight1);
+      } else {
+        gather_rows<RowSink::kOneTap>(grad_rows, lv.inner_readers, lv.out_len,
+                                      into + t.index0 * lv.slab[M - 1],
+                                      into + t.index0 * lv.slab[M - 1], t.weight0, acc_t(0));
+      }
+    }
     // The adjoint of S_L is complete once o_L, ..., o_{M-1} are at their last value: flush it
     // into the adjoint of S_{L-1} through the taps of dim L-1 at o_{L-1}.
-    for (int L = M - 1; L >= 2; --L) {
+    for (int L = M - 2; L >= 2 && coords[L] == lv.out_sizes[L] - 1; --L) {
       add_taps(acc[L - 1].data(), acc[L].data(), lv.taps[L - 1][coords[L - 1]], lv.slab[L]);
-      if (L < M - 1) std::fill(acc[L].begin(), acc[L].end(), acc_t(0));
-      if (coords[L - 1] != lv.out_sizes[L - 1] - 1) break;
+      std::fill(acc[L].begin(), acc[L].end(), acc_t(0));
     }
     advance_odometer(coords.data() + 1, lv.out_sizes.data() + 1, M - 2);
   }
@@ -183,8 +199,9 @@ NDOPS_VECTOR_CLONES void backward_slabs(const scalar_t* grad_out, scalar_t* grad
   const int M = lv.outer;
   const int64_t in0 = lv.in0, slab0 = lv.in_slab0();
   const int64_t grad_per_o0 = lv.out_plane / lv.out_sizes[0];
+  // acc[L]: the adjoint of S_L, L = 1 .. M-2 (S_{M-1}'s is never held; for M = 2, S_1's).
   std::vector<std::vector<acc_t>> acc(M);
-  for (int L = 1; L < M; ++L) acc[L].resize(lv.slab[L]);
+  for (int L = 1; L <= (M == 2 ? 1 : M - 2); ++L) acc[L].resize(lv.slab[L]);
   std::vector<int64_t> coords(M);
   std::vector<acc_t> row_acc(lv.in_len);
   SlabPair<acc_t> r_adj(lv.r_size());  // the adjoints of R(i), keyed by i
