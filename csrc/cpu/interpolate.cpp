@@ -125,13 +125,26 @@ NDOPS_VECTOR_CLONES void forward_rows(const scalar_t* in, scalar_t* out,
     // S_M, the output rows, for the run of o_{M-1} that shares the levels above.
     const int64_t o_first = coords[M];
     const int64_t run = std::min(lv.out_sizes[M - 1] - o_first, end - row);
-    for (int64_t o = o_first; o < o_first + run; ++o, ++row) {
-      coords[M] = o;
-      const Tap<acc_t>& t = lv.taps[M - 1][o];
-      const acc_t *a, *b;
-      sources(M, t, &a, &b);
-      blend(out + row * lv.out_len, a, b, t, lv.out_len);
+    if (M == 1) {
+      for (int64_t o = o_first; o < o_first + run; ++o) {
+        coords[M] = o;
+        const Tap<acc_t>& t = lv.taps[0][o];
+        const acc_t *a, *b;
+        sources(1, t, &a, &b);
+        blend(out + (row + o - o_first) * lv.out_len, a, b, t, lv.out_len);
+      }
+    } else {  // short rows: the loop's invariants in locals, not re-read through the captures
+      const acc_t* above = level[M - 1];
+      const Tap<acc_t>* taps = lv.taps[M - 1].data();
+      const int64_t stride = lv.slab[M], n = lv.out_len;
+      scalar_t* dst = out + row * n;
+      for (int64_t o = o_first; o < o_first + run; ++o, dst += n) {
+        const Tap<acc_t>& t = taps[o];
+        blend(dst, above + t.index0 * stride, above + t.index1 * stride, t, n);
+      }
+      coords[M] = o_first + run - 1;
     }
+    row += run;
     first = std::max(1, advance_odometer(coords.data(), row_space.data(), M + 1));
   }
 }
