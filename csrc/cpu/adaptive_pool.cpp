@@ -36,7 +36,8 @@ BoxPool adaptive_pool(c10::IntArrayRef input_sizes, c10::IntArrayRef output_size
 
 at::Tensor adaptive_avg_pool_nd_cpu(const at::Tensor& input, c10::IntArrayRef output_size) {
   check_adaptive_output("ndops::adaptive_avg_pool_nd", input.sizes(), output_size);
-  at::Tensor out = empty_with_huge_pages(with_spatial(input.sizes(), output_size), input.options());
+  at::Tensor out = empty_with_huge_pages(with_spatial(input.sizes(), output_size), input.options(),
+                                         input.nbytes());
   if (out.numel() == 0) return out;
   const BoxPool pool = adaptive_pool(input.sizes(), output_size);
   box_avg_forward(input, pool, out);
@@ -48,8 +49,8 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool_nd_cpu(const at::Tensor& in
                                                             bool return_indices) {
   check_adaptive_output("ndops::adaptive_max_pool_nd", input.sizes(), output_size);
   auto [values, indices] = empty_max_pool_results(input, output_size, return_indices);
-  advise_huge_pages(values);
-  advise_huge_pages(indices);
+  advise_huge_pages(values, input.nbytes());
+  advise_huge_pages(indices, input.nbytes());
   if (values.numel() == 0) return {values, indices};
   const BoxPool pool = adaptive_pool(input.sizes(), output_size);
   box_max_forward(input, pool, values, return_indices ? &indices : nullptr);
@@ -60,7 +61,8 @@ at::Tensor adaptive_avg_pool_nd_backward_cpu(const at::Tensor& grad_output,
                                              c10::IntArrayRef input_size) {
   const c10::IntArrayRef output_size =
       adaptive_avg_backward_size("ndops::_adaptive_avg_pool_nd_backward", grad_output, input_size);
-  at::Tensor grad_input = empty_with_huge_pages(input_size, grad_output.options());
+  at::Tensor grad_input =
+      empty_with_huge_pages(input_size, grad_output.options(), grad_output.nbytes());
   if (grad_input.numel() == 0) return grad_input;
   if (grad_output.numel() == 0) return grad_input.zero_();
   const BoxPool pool = adaptive_pool(input_size, output_size);

@@ -175,7 +175,7 @@ ForwardResult batch_norm_act_nd_cpu(const at::Tensor& input,
                                                 training);
   const Planes p(input.sizes());
   const at::Tensor x = input.contiguous();
-  at::Tensor output = empty_with_huge_pages(input.sizes(), input.options());
+  at::Tensor output = empty_with_huge_pages(input.sizes(), input.options(), input.nbytes());
   const auto acc_options = input.options().dtype(at::toOpMathType(input.scalar_type()));
   // The running statistics stay unchanged outside training (and for an empty batch).
   const ChannelStatistics statistics =
@@ -240,7 +240,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_nd_backward_cpu(
   check_batch_norm_backward(grad_output, input, weight, bias, save_mean, save_invstd);
   const Planes p(input.sizes());
   const at::Tensor x = input.contiguous(), dy = grad_output.contiguous();
-  at::Tensor grad_input = empty_with_huge_pages(input.sizes(), input.options());
+  at::Tensor grad_input =
+      empty_with_huge_pages(input.sizes(), input.options(), input.nbytes() + grad_output.nbytes());
   const ChannelGrads grads = zero_channel_grads(input);
   if (x.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), kOp, [&] {

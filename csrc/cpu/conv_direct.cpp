@@ -271,8 +271,8 @@ ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor
   out_sizes.insert(out_sizes.end(), c.out_sizes.begin(), c.out_sizes.end());
   // B4 C1->8 24^4 (a 42 MB output), 2 threads, without THP_MEM_ALLOC_ENABLE: forward 29.6 ms
   // without huge pages, 15.6 ms with them.
-  ConvOutputs result{empty_with_huge_pages(out_sizes, x.options()),
-                     keep_pre_activation ? empty_with_huge_pages(out_sizes, x.options())
+  ConvOutputs result{empty_with_huge_pages(out_sizes, x.options(), x.nbytes()),
+                     keep_pre_activation ? empty_with_huge_pages(out_sizes, x.options(), x.nbytes())
                                          : at::Tensor()};
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();

@@ -246,7 +246,8 @@ at::Tensor unfold_nd_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size,
                          c10::IntArrayRef dilation, c10::IntArrayRef padding,
                          c10::IntArrayRef stride) {
   const FoldGeometry g = unfold_geometry(input.sizes(), kernel_size, dilation, padding, stride);
-  at::Tensor out = empty_with_huge_pages(unfold_output_sizes(input.sizes(), g), input.options());
+  at::Tensor out =
+      empty_with_huge_pages(unfold_output_sizes(input.sizes(), g), input.options(), input.nbytes());
   if (out.numel() == 0) return out;
   const at::Tensor in = input.contiguous();
   AT_DISPATCH_FLOATING_AND_COMPLEX_TYPES_AND2(
@@ -262,7 +263,8 @@ at::Tensor fold_nd_cpu(const at::Tensor& input, c10::IntArrayRef output_size,
                        c10::IntArrayRef padding, c10::IntArrayRef stride) {
   const FoldGeometry g =
       fold_nd_geometry(input.sizes(), output_size, kernel_size, dilation, padding, stride);
-  at::Tensor out = empty_with_huge_pages(fold_output_sizes(input.sizes(), g), input.options());
+  at::Tensor out =
+      empty_with_huge_pages(fold_output_sizes(input.sizes(), g), input.options(), input.nbytes());
   if (out.numel() == 0) return out;
   const at::Tensor in = input.contiguous();
   AT_DISPATCH_FLOATING_AND_COMPLEX_TYPES_AND2(

@@ -294,7 +294,8 @@ void interpolate_backward(const scalar_t* grad_out, scalar_t* grad_in, const Lev
 
 // The resample of interpolate_nd_host (csrc/common/interp_shape.h), which registers it.
 at::Tensor forward_contiguous(const at::Tensor& in, const InterpGeometry& g) {
-  at::Tensor out = empty_with_huge_pages(interp_output_sizes(in.sizes(), g), in.options());
+  at::Tensor out =
+      empty_with_huge_pages(interp_output_sizes(in.sizes(), g), in.options(), in.nbytes());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kByte, in.scalar_type(),
                                   "interpolate_nd", [&] {
@@ -316,7 +317,7 @@ at::Tensor forward_contiguous(const at::Tensor& in, const InterpGeometry& g) {
 
 at::Tensor backward_contiguous(const at::Tensor& grad, c10::IntArrayRef input_size,
                                const InterpGeometry& g) {
-  at::Tensor grad_input = empty_with_huge_pages(input_size, grad.options());
+  at::Tensor grad_input = empty_with_huge_pages(input_size, grad.options(), grad.nbytes());
   if (grad_input.numel() == 0) return grad_input;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
                                   "_interpolate_nd_backward", [&] {

@@ -155,7 +155,7 @@ at::Tensor pad_nd_cpu(const at::Tensor& input, c10::IntArrayRef pad, std::string
   const PadGeometry g = pad_geometry(input.sizes(), pad, pad_mode);
   if (g.ndim == 0) return input.clone(at::MemoryFormat::Contiguous);
   at::Tensor out = empty_padded(input, g);
-  advise_huge_pages(out);
+  advise_huge_pages(out, input.nbytes());
   if (out.numel() == 0) return out;
   const at::Tensor in = input.contiguous();
   AT_DISPATCH_ALL_TYPES_AND_COMPLEX_AND3(
@@ -172,7 +172,8 @@ at::Tensor pad_nd_backward_cpu(const at::Tensor& grad_output, c10::IntArrayRef i
   const PadMode pad_mode = parse_pad_mode(mode);
   const PadGeometry g = pad_backward_geometry(grad_output.sizes(), input_size, pad, pad_mode);
   if (g.ndim == 0) return grad_output.clone(at::MemoryFormat::Contiguous);
-  at::Tensor grad_input = empty_with_huge_pages(input_size, grad_output.options());
+  at::Tensor grad_input =
+      empty_with_huge_pages(input_size, grad_output.options(), grad_output.nbytes());
   if (grad_output.numel() == 0) return grad_input.zero_();  // nothing flows back
   const at::Tensor grad = grad_output.contiguous();
   AT_DISPATCH_FLOATING_AND_COMPLEX_TYPES_AND2(

@@ -91,8 +91,8 @@ std::tuple<at::Tensor, at::Tensor> max_pool_nd_cpu(
       max_pool_window(op, input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
   const BoxPool pool = sliding_pool(input.size(0) * input.size(1), w, true, false, {});
   auto [values, indices] = empty_max_pool_results(input, w.out, return_indices);
-  advise_huge_pages(values);
-  advise_huge_pages(indices);
+  advise_huge_pages(values, input.nbytes());
+  advise_huge_pages(indices, input.nbytes());
   if (values.numel() == 0) return {values, indices};
   box_max_forward(input, pool, values, return_indices ? &indices : nullptr);
   return {values, indices};
@@ -105,7 +105,8 @@ at::Tensor avg_pool_nd_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size
                                           stride, padding, ceil_mode, divisor_override);
   const BoxPool pool = sliding_pool(input.size(0) * input.size(1), w, false, count_include_pad,
                                     divisor_override);
-  at::Tensor out = empty_with_huge_pages(with_spatial(input.sizes(), w.out), input.options());
+  at::Tensor out =
+      empty_with_huge_pages(with_spatial(input.sizes(), w.out), input.options(), input.nbytes());
   if (out.numel() == 0) return out;
   box_avg_forward(input, pool, out);
   return out;
@@ -121,7 +122,8 @@ at::Tensor avg_pool_nd_backward_cpu(const at::Tensor& grad_output, c10::IntArray
                       ceil_mode, divisor_override, grad_output.sizes());
   const BoxPool pool = sliding_pool(input_size[0] * input_size[1], w, false, count_include_pad,
                                     divisor_override);
-  at::Tensor grad_input = empty_with_huge_pages(input_size, grad_output.options());
+  at::Tensor grad_input =
+      empty_with_huge_pages(input_size, grad_output.options(), grad_output.nbytes());
   if (grad_input.numel() == 0) return grad_input;
   box_avg_backward(grad_output, pool, grad_input);
   return grad_input;
@@ -133,7 +135,8 @@ at::Tensor max_pool_nd_backward_cpu(const at::Tensor& grad_output, const at::Ten
   const char* op = "ndops::_max_pool_nd_backward";
   check_pool_grad_output(op, grad_output, input_size);
   check_indices(op, indices, grad_output.sizes());
-  at::Tensor grad_input = empty_with_huge_pages(input_size, grad_output.options());
+  at::Tensor grad_input =
+      empty_with_huge_pages(input_size, grad_output.options(), grad_output.nbytes());
   if (grad_input.numel() == 0) return grad_input;
   const at::Tensor grad = grad_output.contiguous(), index = indices.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(
