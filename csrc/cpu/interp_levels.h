@@ -31,52 +31,7 @@ C10_ALWAYS_INLINE T keep_if(T v, bool keep) {
   return v;
 }
 
-// The last dim's taps as arrays, which the gather loops vectorize over (32-bit indices), and
-// their transpose for the adjoint: input coordinate j receives from the output coordinates
-// readers[k * in_len + j] with weights reader_weights[k * in_len + j], k < reader_count[j].
-template <typename acc_t>
-struct LastDim {
-  int64_t in_len, out_len;
-  std::vector<int32_t> index0, index1, readers, reader_count;
-  std::vector<acc_t> weight0, weight1, reader_weights;
-  int32_t max_readers = 0;
-  bool single = true;    // one tap of weight 1 everywhere (nearest, or a size kept)
-  bool identity = true;  // ... and that tap is the output coordinate itself (a copy)
-
-  LastDim(const std::vector<Tap<acc_t>>& taps, int64_t in_size)
-      : in_len(in_size), out_len(static_cast<int64_t>(taps.size())) {
-    TORCH_CHECK(in_len <= INT_MAX && out_len <= INT_MAX, "ndops::interpolate_nd: the last ",
-                "interpolated dim must have fewer than 2^31 elements, got ", in_len, " -> ",
-                out_len);
-    std::vector<int32_t> count(in_len, 0);
-    for (int64_t x = 0; x < out_len; ++x) {
-      const Tap<acc_t>& t = taps[x];
-      index0.push_back(static_cast<int32_t>(t.index0));
-      index1.push_back(static_cast<int32_t>(t.index1));
-      weight0.push_back(t.weight0);
-      weight1.push_back(t.weight1);
-      single = single && t.is_copy();
-      identity = identity && t.is_copy() && t.index0 == x && in_len == out_len;
-      max_readers = std::max(max_readers, ++count[t.index0]);
-      if (t.count == 2) max_readers = std::max(max_readers, ++count[t.index1]);
-    }
-    readers.assign(static_cast<size_t>(max_readers) * in_len, 0);
-    reader_weights.assign(readers.size(), acc_t(0));
-    reader_count = count;
-    std::fill(count.begin(), count.end(), 0);
-    for (int64_t x = 0; x < out_len; ++x) {
-      const Tap<acc_t>& t = taps[x];
-      for (int tap = 0; tap < t.count; ++tap) {
-        const int64_t j = tap == 0 ? t.index0 : t.index1;
-        const int64_t entry = count[j]++ * in_len + j;
-        readers[entry] = static_cast<int32_t>(x);
-        reader_weights[entry] = tap == 0 ? t.weight0 : t.weight1;
-      }
-    }
-  }
-};
-
-// The transpose of one outer dim's taps: input coordinate i is read by the output coordinates
+// The transpose of one dim's taps: input coordinate i is read by the output coordinates
 // coord[k], k in [first[i], first[i + 1]), in ascending order, with weights weight[k].
 template <typename acc_t>
 struct Readers {
@@ -103,6 +58,50 @@ struct Readers {
     }
   }
   int64_t in_size() const { return static_cast<int64_t>(first.size()) - 1; }
+};
+
+// The last dim's taps as arrays, which the gather loops vectorize over (32-bit indices), and
+// their transpose for the adjoint: input coordinate j receives from the output coordinates
+// readers[k * in_len + j] with weights reader_weights[k * in_len + j], k < reader_count[j].
+template <typename acc_t>
+struct LastDim {
+  int64_t in_len, out_len;
+  std::vector<int32_t> index0, index1, readers, reader_count;
+  std::vector<acc_t> weight0, weight1, reader_weights;
+  int32_t max_readers = 0;
+  bool single = true;    // one tap of weight 1 everywhere (nearest, or a size kept)
+  bool identity = true;  // ... and that tap is the output coordinate itself (a copy)
+
+  LastDim(const std::vector<Tap<acc_t>>& taps, int64_t in_size)
+      : in_len(in_size), out_len(static_cast<int64_t>(taps.size())) {
+    TORCH_CHECK(in_len <= INT_MAX && out_len <= INT_MAX, "ndops::interpolate_nd: the last ",
+                "interpolated dim must have fewer than 2^31 elements, got ", in_len, " -> ",
+                out_len);
+    for (int64_t x = 0; x < out_len; ++x) {
+      const Tap<acc_t>& t = taps[x];
+      index0.push_back(static_cast<int32_t>(t.index0));
+      index1.push_back(static_cast<int32_t>(t.index1));
+      weight0.push_back(t.weight0);
+      weight1.push_back(t.weight1);
+      single = single && t.is_copy();
+      identity = identity && t.is_copy() && t.index0 == x && in_len == out_len;
+    }
+    // The transpose, laid out reader-major so that the adjoint's loops run over j.
+    const Readers<acc_t> transposed(taps, in_len);
+    for (int64_t j = 0; j < in_len; ++j) {
+      reader_count.push_back(static_cast<int32_t>(transposed.first[j + 1] - transposed.first[j]));
+      max_readers = std::max(max_readers, reader_count.back());
+    }
+    readers.assign(static_cast<size_t>(max_readers) * in_len, 0);
+    reader_weights.assign(readers.size(), acc_t(0));
+    for (int64_t j = 0; j < in_len; ++j) {
+      for (int32_t k = 0; k < reader_count[j]; ++k) {
+        const int64_t from = transposed.first[j] + k, entry = k * in_len + j;
+        readers[entry] = static_cast<int32_t>(transposed.coord[from]);
+        reader_weights[entry] = transposed.weight[from];
+      }
+    }
+  }
 };
 
 inline int64_t product(std::vector<int64_t>::const_iterator first,
