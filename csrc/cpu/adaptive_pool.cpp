@@ -9,8 +9,8 @@
 
 
 #include "common/pool_shape.h"
-#include "cpu/pool_engine.h"
 #include "cpu/huge_pages.h"
+#include "cpu/pool_engine.h"
 
 namespace ndops {
 namespace pool_cpu {

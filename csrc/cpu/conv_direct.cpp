@@ -271,9 +271,10 @@ ConvOutputs forward_planes(const char* op, const at::Tensor& x, const at::Tensor
   out_sizes.insert(out_sizes.end(), c.out_sizes.begin(), c.out_sizes.end());
   // B4 C1->8 24^4 (a 42 MB output), 2 threads, without THP_MEM_ALLOC_ENABLE: forward 29.6 ms
   // without huge pages, 15.6 ms with them.
-  ConvOutputs result{empty_with_huge_pages(out_sizes, x.options(), x.nbytes()),
-                     keep_pre_activation ? empty_with_huge_pages(out_sizes, x.options(), x.nbytes())
-                                         : at::Tensor()};
+  const auto fresh_output = [&] {
+    return empty_with_huge_pages(out_sizes, x.options(), x.nbytes());
+  };
+  ConvOutputs result{fresh_output(), keep_pre_activation ? fresh_output() : at::Tensor()};
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   const at::Tensor staged = p.raw ? x : stage_input(p, x);

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "common/pool_shape.h"
-#include "cpu/pool_engine.h"
 #include "cpu/huge_pages.h"
+#include "cpu/pool_engine.h"
 
 namespace ndops {
 namespace pool_cpu {
