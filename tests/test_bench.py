@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import sys
+import time
 
 import pytest
 import torch
@@ -12,7 +13,8 @@ import torch.nn.functional as F
 
 from ndops.bench import cases, cli, plots, report, runner
 from ndops.bench.baselines import conv_loop_of_conv3d, conv_transpose_loop_of_conv3d
-from ndops.bench.timing import Timing, peak_extra_memory, rss_probe_available
+from ndops.bench.timing import (Timing, measure, measure_interleaved, peak_extra_memory,
+                                rss_probe_available)
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 PLOTS = ("speedup.png", "roofline.png", "scaling.png")
@@ -247,6 +249,32 @@ def test_timing_statistics_and_noise_flag():
     spread = Timing([1.0, 1.5, 2.0, 2.5, 3.0])
     assert spread.spread_pct == pytest.approx(50.0) and spread.noisy(10.0)
     assert Timing([1.0, 1.0, 1.0], other_load_pct=30.0).noisy(10.0)
+
+
+def test_methods_are_timed_in_interleaved_rounds():
+    calls, warmed = [], []
+
+    def method(name, fails_at=None):
+        def run():
+            calls.append(name)
+            if fails_at is not None and calls.count(name) == fails_at:
+                raise RuntimeError(f"{name} broke")
+        return run
+
+    fns = {"a": method("a"), "b": method("b"), "bad": method("bad", fails_at=3)}
+    timings, errors = measure_interleaved(fns, warmup=1, repeats=4, min_repeats=2,
+                                          budget_s=10.0, on_warmup=warmed.append)
+    assert warmed == ["a", "b", "bad"]
+    # warm-up calls in turn, then one call of each per round; "bad" drops out on its 3rd call
+    assert calls == ["a", "b", "bad", "a", "b", "bad", "a", "b", "bad", "a", "b", "a", "b"]
+    assert {k: len(t.samples) for k, t in timings.items()} == {"a": 4, "b": 4}
+    assert str(errors["bad"]) == "bad broke" and set(errors) == {"bad"}
+    # each stops on its own rule: after min_repeats once its own budget is spent
+    timings, _ = measure_interleaved({"slow": lambda: time.sleep(0.02), "fast": lambda: None},
+                                     warmup=0, repeats=6, min_repeats=2, budget_s=0.03)
+    assert len(timings["slow"].samples) == 2 and len(timings["fast"].samples) == 6
+    with pytest.raises(RuntimeError, match="once"):
+        measure(method("once", fails_at=1), warmup=1, repeats=3)
 
 
 def test_targets_are_evaluated_on_the_ext_row():

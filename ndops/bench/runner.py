@@ -12,7 +12,7 @@ from . import jax_ops
 from .cases import Speedup
 from .families import FAMILIES
 from .plan import NotApplicable, Unavailable
-from .timing import measure, peak_extra_memory, synchronizer
+from .timing import measure_interleaved, peak_extra_memory, synchronizer
 
 # Every method, in report order, with its label.
 METHODS = {
@@ -145,21 +145,26 @@ def run_case(case, methods, settings, limits, on_method=lambda method: None):
         return [], [{"case": case.name, "method": m, "reason": f"case failed: {_error(exc)}"}
                     for m in methods]
     sync = synchronizer(settings.device)
+    runs = {}
     for method in [m for m in METHODS if m in plan.runs]:
-        run = plan.runs[method]
-        if isinstance(run, Unavailable):
-            skipped.append({"case": case.name, "method": method, "reason": str(run)})
-            continue
-        on_method(method)
-        try:
-            timing = measure(run, warmup=settings.warmup, repeats=settings.repeats,
-                             min_repeats=settings.min_repeats, budget_s=settings.budget_s,
-                             sync=sync)
-            results[method], extra = peak_extra_memory(run, settings.device)
-        except Exception as exc:
-            skipped.append({"case": case.name, "method": method, "reason": _error(exc)})
-            continue
-        rows.append(_row(case, method, timing, plan, limits, settings, extra))
+        if isinstance(plan.runs[method], Unavailable):
+            skipped.append({"case": case.name, "method": method, "reason": str(plan.runs[method])})
+        else:
+            runs[method] = plan.runs[method]
+    timings, errors = measure_interleaved(runs, warmup=settings.warmup, repeats=settings.repeats,
+                                          min_repeats=settings.min_repeats,
+                                          budget_s=settings.budget_s, sync=sync,
+                                          on_warmup=on_method)
+    for method, run in runs.items():
+        if method in timings:
+            try:
+                results[method], extra = peak_extra_memory(run, settings.device)
+            except Exception as exc:
+                errors[method] = exc
+            else:
+                rows.append(_row(case, method, timings[method], plan, limits, settings, extra))
+        if method in errors:
+            skipped.append({"case": case.name, "method": method, "reason": _error(errors[method])})
     _compare(rows, results, plan.comparable)
     return rows, skipped
 

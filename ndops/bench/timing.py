@@ -1,10 +1,15 @@
 """How a benchmark is timed and how its extra memory is measured.
 
 Timing: ``warmup`` untimed calls, then timed calls until ``repeats`` calls or, once at least
-``min_repeats`` were timed, until the timed loop has used ``budget_s`` seconds. The result keeps
-every sample; the reported figure is the median, and the spread is the interquartile range
+``min_repeats`` were timed, until the timed calls have used ``budget_s`` seconds. The methods of
+one case are timed together, in rounds of one call each (``measure_interleaved``): a shared
+machine's slow phases (seconds long on the project's VM, where one process measured 38 ms per
+call and then 68-76 ms for the same call) then fall on every method alike instead of on
+whichever was timed at the time, and the ratios between them hold. Each method stops on its own
+rule, so a slow one does not hold back the samples of the fast ones. The result keeps every
+sample; the reported figure is the median, and the spread is the interquartile range
 (IQR = q3 - q1) as a percentage of the median. A result is flagged noisy when that spread, or
-the CPU time other processes used during the loop (``/proc/stat`` busy time minus this
+the CPU time other processes used during the timed rounds (``/proc/stat`` busy time minus this
 process's own CPU time, as a share of all cores), exceeds ``noise_pct``. On CUDA every call is
 followed by ``torch.cuda.synchronize()``.
 
@@ -77,26 +82,59 @@ def _own_cpu_seconds():
 
 
 def measure(fn, *, warmup, repeats, min_repeats=3, budget_s=1.0, sync=lambda: None):
-    """Time ``fn()`` (see the module docstring); returns a ``Timing``."""
-    for _ in range(warmup):
-        fn()
-        sync()
+    """Time ``fn()`` (see the module docstring); returns a ``Timing``. Raises what ``fn`` raises."""
+    timings, errors = measure_interleaved({"fn": fn}, warmup=warmup, repeats=repeats,
+                                          min_repeats=min_repeats, budget_s=budget_s, sync=sync)
+    if errors:
+        raise errors["fn"]
+    return timings["fn"]
+
+
+def measure_interleaved(fns, *, warmup, repeats, min_repeats=3, budget_s=1.0,
+                        sync=lambda: None, on_warmup=lambda name: None):
+    """Time the callables of ``fns`` ({name: fn}) in rounds (see the module docstring):
+    ``on_warmup(name)`` and the warm-up calls of each in turn, then one timed call of each one
+    still running per round. Returns ({name: Timing}, {name: the exception it raised}); a
+    callable that raises is dropped from the rounds."""
+    errors, samples, used = {}, {}, {}
+    for name, fn in fns.items():
+        on_warmup(name)
+        try:
+            for _ in range(warmup):
+                fn()
+                sync()
+        except Exception as exc:
+            errors[name] = exc
+            continue
+        samples[name], used[name] = [], 0.0
+
+    def running(name):
+        done = len(samples[name])
+        return done < max(repeats, 1) and not (done >= min_repeats and used[name] > budget_s)
+
     busy0, own0, start = _busy_seconds(), _own_cpu_seconds(), time.perf_counter()
-    samples = []
-    while len(samples) < max(repeats, 1):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        samples.append(time.perf_counter() - t0)
-        if len(samples) >= min_repeats and time.perf_counter() - start > budget_s:
-            break
+    active = list(samples)
+    while active:
+        for name in active:
+            t0 = time.perf_counter()
+            try:
+                fns[name]()
+                sync()
+            except Exception as exc:
+                errors[name] = exc
+                del samples[name]
+                continue
+            elapsed = time.perf_counter() - t0
+            samples[name].append(elapsed)
+            used[name] += elapsed
+        active = [name for name in active if name in samples and running(name)]
     wall = time.perf_counter() - start
     busy1, own1 = _busy_seconds(), _own_cpu_seconds()
     load = 0.0
     if busy0 is not None and busy1 is not None and wall > 0:
         foreign = (busy1 - busy0) - (own1 - own0)
         load = 100.0 * max(0.0, foreign) / (wall * (os.cpu_count() or 1))
-    return Timing(samples, warmup, load)
+    return {name: Timing(values, warmup, load) for name, values in samples.items()}, errors
 
 
 _LIBC = None
