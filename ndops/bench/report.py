@@ -142,9 +142,10 @@ def _methods_text(settings):
     return "\n".join([
         f"- **Timing**: {settings['warmup']} warm-up call(s), then up to {settings['repeats']} "
         f"timed calls (at least {settings['min_repeats']}, stopping after "
-        f"{settings['budget_s']:g} s); **ms** is the median, **spread** the interquartile "
-        f"range as % of the median. `~` marks a noisy row: spread or other processes' CPU use "
-        f"during the loop above {settings['noise_pct']:g} %.",
+        f"{settings['budget_s']:g} s of them), the methods of a case in interleaved rounds of "
+        f"one call each; **ms** is the median, **spread** the interquartile range as % of the "
+        f"median. `~` marks a noisy row: spread or other processes' CPU use during the rounds "
+        f"above {settings['noise_pct']:g} %.",
         "- **fwd+bwd**: forward, then `torch.autograd.grad` of the input (and weight, bias) "
         "for a fixed random grad_output. **train**: MSE loss, backward, SGD update.",
         "- **GFLOP/s** (convolutions): 2 x B x C_out x C_in x prod(kernel) x output positions "
