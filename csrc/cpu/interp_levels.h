@@ -231,10 +231,15 @@ C10_ALWAYS_INLINE void blend(dst_t* __restrict dst, const src_t* __restrict a,
   }
 }
 
-template <typename src_t, typename acc_t>
+// dst += w * src (kAdd), or dst = w * src.
+template <bool kAdd = true, typename src_t, typename acc_t>
 C10_ALWAYS_INLINE void add_scaled(acc_t* __restrict dst, const src_t* __restrict src, acc_t w,
                                   int64_t n) {
-  for (int64_t k = 0; k < n; ++k) dst[k] += w * static_cast<acc_t>(src[k]);
+  if constexpr (kAdd) {
+    for (int64_t k = 0; k < n; ++k) dst[k] += w * static_cast<acc_t>(src[k]);
+  } else {
+    for (int64_t k = 0; k < n; ++k) dst[k] = w * static_cast<acc_t>(src[k]);
+  }
 }
 
 // The adjoint of blend: slab t.index0 of dst += t.weight0 * src, and likewise for index1
