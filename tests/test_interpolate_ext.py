@@ -154,6 +154,30 @@ def test_many_readers(n, scale, mode):
     torch.testing.assert_close(g, grad)
 
 
+@pytest.mark.parametrize("n", [1, 2, 4])
+@pytest.mark.parametrize("last", [8, 11])
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("kwargs", [
+    dict(mode="nearest"), dict(mode="nearest-exact"), dict(mode="linear"),
+    dict(mode="linear", align_corners=True),
+], ids=["nearest", "nearest-exact", "linear", "linear-corners"])
+def test_upsample_2x_last_dim(n, last, dtype, kwargs):
+    """A 2x upsample of a last dim of >= 8: the backward takes that dim's fixed stencil
+    (interp_levels.h, Stencil) over many rows at once, but for the edge coordinates (and not at
+    all with align_corners). An inf and a NaN in grad_output spread as in the fallback."""
+    x = torch.randn(2, 3, *[3, 2, 2][:n - 1], last, dtype=dtype)
+    kwargs = dict(kwargs, scale_factor=2.0)
+    expected, grad, grad_output = run("fallback", x, kwargs)
+    out, g, _ = run("ext", x, kwargs, grad_output)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(g, grad)
+    if not kwargs.get("align_corners"):
+        grad_output.view(-1)[[1, 2 * last + 4]] = torch.tensor([math.inf, math.nan], dtype=dtype)
+        _, grad, _ = run("fallback", x, kwargs, grad_output)
+        _, g, _ = run("ext", x, kwargs, grad_output)
+        torch.testing.assert_close(g, grad, equal_nan=True)
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
 def test_zero_batch(n, mode):

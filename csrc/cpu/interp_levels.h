@@ -60,6 +60,18 @@ struct Readers {
   int64_t in_size() const { return static_cast<int64_t>(first.size()) - 1; }
 };
 
+// The adjoint of an exact 2x upsample of the last dim reads its output rows as a fixed stencil
+// away from the edges: input coordinate j receives from the outputs 2 j + first + k, k < taps,
+// with weights weight[k] that do not depend on j, for every j in [lo, hi). (Linear, align_corners
+// false: 2j-1 .. 2j+2 with 1/4, 3/4, 3/4, 1/4; nearest: 2j, 2j+1 with 1, 1.)
+template <typename acc_t>
+struct Stencil {
+  static constexpr int kMaxTaps = 4;
+  int64_t lo = 0, hi = 0;  // empty unless found
+  int32_t first = 0, taps = 0;
+  acc_t weight[kMaxTaps] = {};
+};
+
 // The last dim's taps as arrays, which the gather loops vectorize over (32-bit indices), and
 // their transpose for the adjoint: input coordinate j receives from the output coordinates
 // readers[k * in_len + j] with weights reader_weights[k * in_len + j], k < reader_count[j].
@@ -71,6 +83,7 @@ struct LastDim {
   int32_t max_readers = 0;
   bool single = true;    // one tap of weight 1 everywhere (nearest, or a size kept)
   bool identity = true;  // ... and that tap is the output coordinate itself (a copy)
+  Stencil<acc_t> stencil;
 
   LastDim(const std::vector<Tap<acc_t>>& taps, int64_t in_size)
       : in_len(in_size), out_len(static_cast<int64_t>(taps.size())) {
@@ -101,6 +114,38 @@ struct LastDim {
         reader_weights[entry] = transposed.weight[from];
       }
     }
+    if (out_len == 2 * in_len && in_len >= 8) find_stencil();
+  }
+
+  // Does input coordinate j receive from exactly the outputs 2 j + s.first + k with weights
+  // s.weight[k], k < s.taps?
+  bool follows(const Stencil<acc_t>& s, int64_t j) const {
+    if (reader_count[j] != s.taps) return false;
+    for (int32_t k = 0; k < s.taps; ++k) {
+      if (readers[k * in_len + j] != 2 * j + s.first + k ||
+          reader_weights[k * in_len + j] != s.weight[k]) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // The stencil of the middle coordinate, over the run of coordinates around it that follow it
+  // (kept if that run covers at least half the row).
+  void find_stencil() {
+    if constexpr (!std::is_floating_point_v<acc_t>) return;  // uint8 runs only forward
+    const int64_t mid = in_len / 2;
+    Stencil<acc_t> s;
+    s.taps = reader_count[mid];
+    if (s.taps != 2 && s.taps != 4) return;  // the counts unresample_rows is instantiated for
+    s.first = static_cast<int32_t>(readers[mid] - 2 * mid);
+    for (int32_t k = 0; k < s.taps; ++k) {
+      if (readers[k * in_len + mid] != 2 * mid + s.first + k) return;
+      s.weight[k] = reader_weights[k * in_len + mid];
+    }
+    for (s.lo = mid; s.lo > 0 && follows(s, s.lo - 1);) --s.lo;
+    for (s.hi = mid + 1; s.hi < in_len && follows(s, s.hi);) ++s.hi;
+    if (2 * (s.hi - s.lo) >= in_len) stencil = s;
   }
 };
 
@@ -186,10 +231,15 @@ C10_ALWAYS_INLINE void blend(dst_t* __restrict dst, const src_t* __restrict a,
   }
 }
 
-template <typename src_t, typename acc_t>
+// dst += w * src (kAdd), or dst = w * src.
+template <bool kAdd = true, typename src_t, typename acc_t>
 C10_ALWAYS_INLINE void add_scaled(acc_t* __restrict dst, const src_t* __restrict src, acc_t w,
                                   int64_t n) {
-  for (int64_t k = 0; k < n; ++k) dst[k] += w * static_cast<acc_t>(src[k]);
+  if constexpr (kAdd) {
+    for (int64_t k = 0; k < n; ++k) dst[k] += w * static_cast<acc_t>(src[k]);
+  } else {
+    for (int64_t k = 0; k < n; ++k) dst[k] = w * static_cast<acc_t>(src[k]);
+  }
 }
 
 // The adjoint of blend: slab t.index0 of dst += t.weight0 * src, and likewise for index1
@@ -305,13 +355,56 @@ C10_ALWAYS_INLINE void resample_rows(dst_t* __restrict dst, const src_t* __restr
   }
 }
 
+// The stencil's part of the adjoint of resample_rows over `rows` whole rows at once: as
+// out_len = 2 in_len, dst[flat] reads src[2 flat + first + k] for every flat index r in_len + j,
+// so the rows make one long strided loop, from row 0's s.lo to the last row's s.hi. The
+// coordinates outside [lo, hi) of the rows in between get values that unresample_rows
+// overwrites (their reads stay inside src).
+template <int kTaps, typename dst_t, typename acc_t>
+C10_ALWAYS_INLINE void unresample_stencil(dst_t* __restrict dst, const acc_t* __restrict src,
+                                          int64_t rows, const LastDim<acc_t>& last) {
+  const Stencil<acc_t>& s = last.stencil;
+  acc_t w[kTaps];
+  for (int k = 0; k < kTaps; ++k) w[k] = s.weight[k];
+  const acc_t* __restrict from = src + s.first;
+  const int64_t end = (rows - 1) * last.in_len + s.hi;
+  for (int64_t flat = s.lo; flat < end; ++flat) {
+    acc_t sum = w[0] * from[2 * flat];
+    for (int k = 1; k < kTaps; ++k) sum += w[k] * from[2 * flat + k];
+    dst[flat] = static_cast<dst_t>(sum);
+  }
+}
+
 // The adjoint of resample_rows: out_len -> in_len elements per row (acc: in_len scratch). A
-// gather over the transposed taps, so no two iterations add into one element.
+// gather over the transposed taps, so no two iterations add into one element; a 2x upsample's
+// stencil (see Stencil) instead, where it holds.
 template <typename dst_t, typename acc_t>
 C10_ALWAYS_INLINE void unresample_rows(dst_t* __restrict dst, const acc_t* __restrict src,
                                        int64_t rows, const LastDim<acc_t>& last,
                                        acc_t* __restrict acc) {
   const int32_t* __restrict count = last.reader_count.data();
+  const Stencil<acc_t>& s = last.stencil;
+  if (s.hi > s.lo) {
+    if (s.taps == 2) {
+      unresample_stencil<2>(dst, src, rows, last);
+    } else {
+      unresample_stencil<4>(dst, src, rows, last);
+    }
+    // The coordinates outside the stencil's run, one coordinate at a time over every row (so
+    // that the rows' independent sums overlap).
+    for (int64_t j = s.lo > 0 ? 0 : s.hi; j < last.in_len; j = j + 1 == s.lo ? s.hi : j + 1) {
+      const int32_t* __restrict x = last.readers.data() + j;
+      const acc_t* __restrict w = last.reader_weights.data() + j;
+      const int32_t n = count[j];
+      const acc_t* __restrict row = src;
+      for (int64_t r = 0; r < rows; ++r, row += last.out_len) {
+        acc_t sum = 0;
+        for (int32_t k = 0; k < n; ++k) sum += w[k * last.in_len] * row[x[k * last.in_len]];
+        dst[r * last.in_len + j] = static_cast<dst_t>(sum);
+      }
+    }
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r, src += last.out_len, dst += last.in_len) {
     if (last.identity) {
       for (int64_t j = 0; j < last.in_len; ++j) dst[j] = static_cast<dst_t>(src[j]);

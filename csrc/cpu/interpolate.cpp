@@ -253,16 +253,19 @@ NDOPS_VECTOR_CLONES void backward_slabs(const scalar_t* grad_out, scalar_t* grad
       for (int tap = 0; tap < t.count; ++tap) {
         const int64_t i = tap == 0 ? t.index0 : t.index1;
         int slot = r_adj.find(i);
-        if (slot < 0) {  // at most two slabs are held: index0 and index1
+        const bool first_term = slot < 0;  // written, not added to zeros
+        if (first_term) {  // at most two slabs are held: index0 and index1
           slot = r_adj.id[0] < 0 ? 0 : 1;
           r_adj.id[slot] = i;
-          std::fill(r_adj.data[slot].begin(), r_adj.data[slot].end(), acc_t(0));
         }
         const acc_t w = tap == 0 ? t.weight0 : t.weight1;
+        acc_t* into = r_adj.data[slot].data();
         if (v != nullptr) {
-          add_scaled(r_adj.data[slot].data(), v, w, lv.r_size());
+          first_term ? add_scaled<false>(into, v, w, lv.r_size())
+                     : add_scaled(into, v, w, lv.r_size());
         } else {
-          add_scaled(r_adj.data[slot].data(), grad_rows, w, lv.r_size());
+          first_term ? add_scaled<false>(into, grad_rows, w, lv.r_size())
+                     : add_scaled(into, grad_rows, w, lv.r_size());
         }
       }
     }
