@@ -85,6 +85,10 @@ def interpolate_nd(input, size=None, scale_factor=None, mode="nearest", align_co
     bad arguments raise ValueError (torch: various error types). Nearest source indices follow
     torch's 1-D/3-D kernels (its 2-D CPU kernel, for outputs narrower than 128, instead copies
     when out == in and halves when out == 2 * in, whatever the scale_factor); torch runs N <= 3.
+    Non-finite input (linear mode): a term of weight 0 turns an inf into NaN (0 * inf), and the
+    compiled kernel skips some of the zero-weight terms that torch's kernels compute (taps that
+    coincide at an edge, or in a dim that keeps its size), so with inf or NaN in the input its
+    NaNs can fall in fewer places than torch's; the fallback follows torch.
     """
     op = "interpolate_nd"
     n, batched = _args.spatial_rank(op, input, spatial_dims=spatial_dims,
