@@ -264,7 +264,7 @@ def test_methods_are_timed_in_interleaved_rounds():
     fns = {"a": method("a"), "b": method("b"), "bad": method("bad", fails_at=3)}
     timings, errors = measure_interleaved(fns, warmup=1, repeats=4, min_repeats=2,
                                           budget_s=10.0, on_warmup=warmed.append)
-    assert warmed == ["a", "b", "bad"]
+    assert warmed == ["a", "b", "bad", None]  # None: the timed rounds begin
     # warm-up calls in turn, then one call of each per round; "bad" drops out on its 3rd call
     assert calls == ["a", "b", "bad", "a", "b", "bad", "a", "b", "bad", "a", "b", "a", "b"]
     assert {k: len(t.samples) for k, t in timings.items()} == {"a": 4, "b": 4}

@@ -146,8 +146,10 @@ class _Progress:
             self.bar = tqdm(total=total, unit="case", file=sys.stderr, dynamic_ncols=True)
 
     def method(self, case, method):
+        """Show what runs: a method's warm-up, or (method None) the timed rounds of them all."""
         if self.bar is not None:
-            self.bar.set_description_str(f"{case.name[:60]} | {METHODS[method]}")
+            doing = "timing" if method is None else METHODS[method]
+            self.bar.set_description_str(f"{case.name[:60]} | {doing}")
 
     def case_done(self, case, rows):
         self.done += 1

@@ -137,7 +137,8 @@ def _row(case, method, timing, plan, limits, settings, extra_bytes):
 
 def run_case(case, methods, settings, limits, on_method=lambda method: None):
     """(rows, skipped) for one case: a row per method that ran, and a {"case", "method",
-    "reason"} entry per method that could not."""
+    "reason"} entry per method that could not. ``on_method(method)`` before each method's
+    warm-up, ``on_method(None)`` when the timed rounds begin."""
     rows, skipped, results = [], [], {}
     try:
         plan = FAMILIES[case.family].plan(case, settings.device, methods)

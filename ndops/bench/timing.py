@@ -93,9 +93,9 @@ def measure(fn, *, warmup, repeats, min_repeats=3, budget_s=1.0, sync=lambda: No
 def measure_interleaved(fns, *, warmup, repeats, min_repeats=3, budget_s=1.0,
                         sync=lambda: None, on_warmup=lambda name: None):
     """Time the callables of ``fns`` ({name: fn}) in rounds (see the module docstring):
-    ``on_warmup(name)`` and the warm-up calls of each in turn, then one timed call of each one
-    still running per round. Returns ({name: Timing}, {name: the exception it raised}); a
-    callable that raises is dropped from the rounds."""
+    ``on_warmup(name)`` and the warm-up calls of each in turn, then ``on_warmup(None)`` and one
+    timed call of each one still running per round. Returns ({name: Timing}, {name: the
+    exception it raised}); a callable that raises is dropped from the rounds."""
     errors, samples, used = {}, {}, {}
     for name, fn in fns.items():
         on_warmup(name)
@@ -107,6 +107,7 @@ def measure_interleaved(fns, *, warmup, repeats, min_repeats=3, budget_s=1.0,
             errors[name] = exc
             continue
         samples[name], used[name] = [], 0.0
+    on_warmup(None)
 
     def running(name):
         done = len(samples[name])
