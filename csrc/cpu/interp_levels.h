@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/interp.h"
@@ -139,10 +140,8 @@ struct LastDim {
     s.taps = reader_count[mid];
     if (s.taps != 2 && s.taps != 4) return;  // the counts unresample_rows is instantiated for
     s.first = static_cast<int32_t>(readers[mid] - 2 * mid);
-    for (int32_t k = 0; k < s.taps; ++k) {
-      if (readers[k * in_len + mid] != 2 * mid + s.first + k) return;
-      s.weight[k] = reader_weights[k * in_len + mid];
-    }
+    for (int32_t k = 0; k < s.taps; ++k) s.weight[k] = reader_weights[k * in_len + mid];
+    if (!follows(s, mid)) return;  // its readers are not consecutive
     for (s.lo = mid; s.lo > 0 && follows(s, s.lo - 1);) --s.lo;
     for (s.hi = mid + 1; s.hi < in_len && follows(s, s.hi);) ++s.hi;
     if (2 * (s.hi - s.lo) >= in_len) stencil = s;
@@ -324,7 +323,7 @@ C10_ALWAYS_INLINE void gather_rows(const src_t* __restrict src, const Readers<ac
       for (int64_t j = 4; j < count; ++j) {
         const src_t* __restrict e = row(first + j);
         NDOPS_NO_ALIASING
-      for (int64_t k = 0; k < n; ++k) {
+        for (int64_t k = 0; k < n; ++k) {
           sink<kMore>(dst0, dst1, more_w0, w1, k, w[j] * static_cast<acc_t>(e[k]));
         }
       }
@@ -392,15 +391,17 @@ C10_ALWAYS_INLINE void unresample_rows(dst_t* __restrict dst, const acc_t* __res
     }
     // The coordinates outside the stencil's run, one coordinate at a time over every row (so
     // that the rows' independent sums overlap).
-    for (int64_t j = s.lo > 0 ? 0 : s.hi; j < last.in_len; j = j + 1 == s.lo ? s.hi : j + 1) {
-      const int32_t* __restrict x = last.readers.data() + j;
-      const acc_t* __restrict w = last.reader_weights.data() + j;
-      const int32_t n = count[j];
-      const acc_t* __restrict row = src;
-      for (int64_t r = 0; r < rows; ++r, row += last.out_len) {
-        acc_t sum = 0;
-        for (int32_t k = 0; k < n; ++k) sum += w[k * last.in_len] * row[x[k * last.in_len]];
-        dst[r * last.in_len + j] = static_cast<dst_t>(sum);
+    for (const auto& [from, to] : {std::pair{int64_t{0}, s.lo}, std::pair{s.hi, last.in_len}}) {
+      for (int64_t j = from; j < to; ++j) {
+        const int32_t* __restrict x = last.readers.data() + j;
+        const acc_t* __restrict w = last.reader_weights.data() + j;
+        const int32_t n = count[j];
+        const acc_t* __restrict row = src;
+        for (int64_t r = 0; r < rows; ++r, row += last.out_len) {
+          acc_t sum = 0;
+          for (int32_t k = 0; k < n; ++k) sum += w[k * last.in_len] * row[x[k * last.in_len]];
+          dst[r * last.in_len + j] = static_cast<dst_t>(sum);
+        }
       }
     }
     return;

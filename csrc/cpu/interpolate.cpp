@@ -260,13 +260,11 @@ NDOPS_VECTOR_CLONES void backward_slabs(const scalar_t* grad_out, scalar_t* grad
         }
         const acc_t w = tap == 0 ? t.weight0 : t.weight1;
         acc_t* into = r_adj.data[slot].data();
-        if (v != nullptr) {
-          first_term ? add_scaled<false>(into, v, w, lv.r_size())
-                     : add_scaled(into, v, w, lv.r_size());
-        } else {
-          first_term ? add_scaled<false>(into, grad_rows, w, lv.r_size())
-                     : add_scaled(into, grad_rows, w, lv.r_size());
-        }
+        const auto take = [&](const auto* src) NDOPS_INLINE_LAMBDA {
+          first_term ? add_scaled<false>(into, src, w, lv.r_size())
+                     : add_scaled(into, src, w, lv.r_size());
+        };
+        v != nullptr ? take(v) : take(grad_rows);
       }
     }
     flush_below(in0);
