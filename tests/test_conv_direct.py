@@ -132,7 +132,11 @@ def test_direct_kernel_rule(monkeypatch):
         ran = ran_kernels(conv(x, w))
         for name in ("direct_forward", "direct_backward"):
             assert (f"ndops::conv_nd::{name}" in ran) == (name in direct), (w.shape, name)
-    assert "ndops::conv_nd::direct_forward" not in ran_kernels(conv(*wide))
+    wide_forward = ran_kernels(lambda: torch.ops.ndops.conv_nd(*wide, None, [1] * 4, [1] * 4,
+                                                               [1] * 4, 1))
+    assert "ndops::conv_nd::direct_forward" not in wide_forward
+    # Its input gradient is the adjoint conv's forward, C4 -> 8 (stride 1): the direct kernel's.
+    assert "ndops::conv_nd::direct_forward" in ran_kernels(conv(*wide))
     assert "ndops::conv_nd::direct_forward" not in ran_kernels(conv(one.double(),
                                                                      w[:, :1].double()))
     monkeypatch.setenv("NDOPS_CONV_DIRECT", "0")

@@ -329,6 +329,55 @@ def test_conv_bias_act_reduced_precision_channels_last_and_chunks(dtype, monkeyp
         assert_results_close(actual, [e.to(dtype) for e in expected], dtype, f"{budget}")
 
 
+def _ran_passes(fn):
+    """The ndops::conv_nd::* passes that ran inside fn (torch profiler record_function)."""
+    with torch.profiler.profile() as prof:
+        fn()
+    return {e.name for e in prof.events() if e.name.startswith("ndops::conv_nd::")}
+
+
+def _adjoint_cases(dtype):
+    """(fn, x, w, b, kwargs, reference fn) with stride 1 and zero padding within the dilated
+    kernel: groups, dilation, 'same' with an even kernel (unequal sides), (before, after) pairs
+    with a fused activation, a channels-last input, conv_transpose_nd with output_padding."""
+    x = torch.randn(2, 4, 5, 4, 6, 3, dtype=dtype)
+    yield (ndops.conv_nd, x.movedim(1, -1).contiguous().movedim(-1, 1),
+           torch.randn(6, 2, 3, 2, 3, 1, dtype=dtype), None,
+           dict(padding="same", dilation=(1, 2, 1, 1), groups=2), ndops.conv_nd)
+    pairs = [1, 1, 0, 1, 2, 0, 0, 0]
+    kwargs = dict(stride=(1, 1, 1, 1), dilation=(1, 1, 1, 2), groups=1)
+    yield (bias_act("silu", 0.0, pairs, "zeros"), x, torch.randn(3, 4, 3, 2, 3, 1, dtype=dtype),
+           torch.randn(3, dtype=dtype), kwargs, bias_act_reference("silu", 0.0, pairs, "zeros"))
+    transposed = dict(stride=1, padding=(1, 0, 1, 0), output_padding=(1, 0, 0, 0), groups=2,
+                      dilation=(2, 1, 1, 1))
+    yield (ndops.conv_transpose_nd, x, torch.randn(4, 3, 2, 1, 3, 2, dtype=dtype),
+           torch.randn(6, dtype=dtype), transposed, ndops.conv_transpose_nd)
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32, torch.bfloat16])
+def test_stride_one_input_gradient_is_the_adjoint_conv(dtype):
+    """On the CPU, in float32 and float64, the input gradient of a stride-1 zero-padded conv
+    (conv_transpose_nd's forward at stride 1 too) is the forward of the adjoint conv: no
+    scatter of a gathered gradient. bfloat16, a stride of 2 or another padding mode keeps the
+    scatter."""
+    adjoint = dtype != torch.bfloat16
+    for fn, x, w, b, kwargs, reference in _adjoint_cases(dtype):
+        expected, grad_output = run("fallback", *[None if t is None else t.double()
+                                                  for t in (x, w, b)], kwargs, fn=reference)
+        results = []
+        passes = _ran_passes(lambda: results.extend(
+            run("ext", x, w, b, kwargs, grad_output.to(dtype), fn=fn)[0]))
+        assert_results_close(results, [e.to(dtype) for e in expected], dtype, f"{kwargs}")
+        assert ("ndops::conv_nd::scatter_taps" in passes) != adjoint, kwargs
+        assert (results[1].stride(1) == 1) == (x.stride(1) == 1)  # the input's layout
+    w = torch.randn(3, 4, 3, 3, 3, 1, dtype=dtype)
+    circular = dict(stride=(1, 1, 1, 1), dilation=(1, 1, 1, 1), groups=1)
+    for fn, kwargs in [(ndops.conv_nd, dict(stride=(1, 2, 1, 1), padding=1)),
+                       (bias_act("none", 0.0, [1] * 8, "circular"), circular)]:
+        passes = _ran_passes(lambda: run("ext", x, w, None, kwargs, fn=fn))
+        assert "ndops::conv_nd::scatter_taps" in passes, kwargs
+
+
 @pytest.mark.parametrize("activation,slope", [("gelu", 0.01), ("silu", 0.01),
                                               ("gelu_tanh", 0.01), ("leaky_relu", -0.3),
                                               ("relu", 0.01)])

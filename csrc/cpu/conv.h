@@ -7,6 +7,7 @@
 #include <array>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "cpu/conv_gather.h"
 
@@ -49,6 +50,21 @@ ConvGrads gathered_conv_backward(const char* op, const at::Tensor& grad_output,
                                  const at::Tensor& weight, const ConvArgs& args,
                                  const ConvEpilogue& epilogue, std::array<bool, 3> output_mask,
                                  const at::Tensor& initial = at::Tensor());
+
+// A stride-1 zero-padded conv's input gradient is itself a stride-1 conv: of the output
+// gradient with the kernel transposed within each group and flipped, padded
+// adjoint_padding(kernel, dilation, pad) on each side (csrc/common/conv_gather.h).
+struct AdjointConv {
+  at::Tensor weight;                     // (C_in, C_out / groups, *kernel), contiguous
+  std::vector<int64_t> stride, padding;  // ones; (before, after) pairs
+  ConvArgs args(const ConvArgs& conv) const {
+    return {stride, padding, conv.dilation, conv.groups, "zeros"};
+  }
+};
+
+// The adjoint conv of `plan`'s conv, or nullopt unless every dim has stride 1 and zero padding
+// no wider than its dilated kernel.
+std::optional<AdjointConv> adjoint_conv(const ConvPlan& plan, const at::Tensor& weight);
 
 // A (B, C, *spatial) tensor, channels-first or with the channels innermost in memory.
 at::Tensor empty_spatial(c10::IntArrayRef sizes, const at::TensorOptions& options,

@@ -8,49 +8,14 @@
 
 #include <algorithm>
 #include <array>
-#include <type_traits>
+#include <optional>
 #include <vector>
 
-#include "common/activation.h"
-#include "common/conv_gather.h"
 #include "cpu/conv_direct.h"
 #include "cpu/conv_direct_plan.h"
 
 namespace ndops {
 namespace {
-
-// grad_output * act'(activation_input), contiguous (grad_output itself without an activation).
-at::Tensor activation_grad(const at::Tensor& grad_output, const at::Tensor& activation_input,
-                           const ConvEpilogue& epilogue) {
-  const at::Tensor g = grad_output.contiguous();
-  if (epilogue.activation == Activation::kNone) return g;
-  const at::Tensor a = activation_input.contiguous();
-  at::Tensor gz = at::empty_like(g);
-  const float* gp = g.const_data_ptr<float>();
-  const float* ap = a.const_data_ptr<float>();
-  float* out = gz.mutable_data_ptr<float>();
-  const float slope = static_cast<float>(epilogue.negative_slope);
-  auto apply = [&](auto act) {
-    at::parallel_for(0, g.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        out[i] = gp[i] * activation_derivative<decltype(act)::value>(ap[i], slope);
-      }
-    });
-  };
-  switch (epilogue.activation) {
-    case Activation::kRelu: apply(std::integral_constant<Activation, Activation::kRelu>{}); break;
-    case Activation::kLeakyRelu:
-      apply(std::integral_constant<Activation, Activation::kLeakyRelu>{});
-      break;
-    case Activation::kSilu: apply(std::integral_constant<Activation, Activation::kSilu>{}); break;
-    case Activation::kGelu: apply(std::integral_constant<Activation, Activation::kGelu>{}); break;
-    case Activation::kGeluTanh:
-      apply(std::integral_constant<Activation, Activation::kGeluTanh>{});
-      break;
-    case Activation::kNone: break;
-  }
-  return gz;
-}
 
 // The weight gradient, and the bias gradient where with_bias (from the output gradient's rows
 // while the weight gradient has them in cache): fixed parts of the tasks (independent of the
@@ -103,46 +68,18 @@ std::array<at::Tensor, 2> weight_and_bias_grads(const DirectPlan& p, const at::T
   return {grad, bias};
 }
 
-// Whether the input gradient is the direct conv of the output gradient with the flipped
-// kernel: stride 1 and zero padding no wider than the dilated kernel in every dim.
-bool adjoint_is_direct(const DirectPlan& p) {
-  const ConvPlan& c = p.conv;
-  if (c.mode != PadMode::kConstant) return false;
-  for (int d = 0; d < c.ndim; ++d) {
-    if (c.stride[d] != 1 || adjoint_padding(c.kernel[d], c.dilation[d], c.pad_left[d]) < 0 ||
-        adjoint_padding(c.kernel[d], c.dilation[d], c.pad_right[d]) < 0) {
-      return false;
-    }
-  }
-  return true;
-}
-
+// The input gradient: of a stride-1 zero-padded conv, the direct conv of the output gradient
+// with the flipped kernel; else from the gathered path.
 at::Tensor input_grad(const char* op, const DirectPlan& p, const at::Tensor& gz,
                       const at::Tensor& x, const at::Tensor& weight, const ConvArgs& args) {
-  const ConvPlan& c = p.conv;
-  if (!adjoint_is_direct(p)) {
+  const std::optional<AdjointConv> adjoint = adjoint_conv(p.conv, weight);
+  if (!adjoint.has_value()) {
     return gathered_conv_backward(op, gz, at::Tensor(), x, weight, args, ConvEpilogue{},
                                   {true, false, false})
         .input;
   }
-  // Per group, the adjoint conv's weight is the transposed, flipped kernel:
-  // (groups * C_in/groups, C_out/groups, *kernel) with adjoint[ci][co][k] = w[co][ci][K-1-k].
-  std::vector<int64_t> split{c.groups, p.cout(), p.cin()}, spatial;
-  for (int d = 0; d < c.ndim; ++d) {
-    split.push_back(c.kernel[d]);
-    spatial.push_back(3 + d);
-  }
-  std::vector<int64_t> shape{c.in_channels, p.cout()};
-  shape.insert(shape.end(), c.kernel.begin(), c.kernel.end());
-  const at::Tensor adjoint_weight =
-      weight.reshape(split).transpose(1, 2).flip(spatial).reshape(shape).contiguous();
-  std::vector<int64_t> ones(c.ndim, 1), pads;
-  for (int d = 0; d < c.ndim; ++d) {
-    pads.push_back(adjoint_padding(c.kernel[d], c.dilation[d], c.pad_left[d]));
-    pads.push_back(adjoint_padding(c.kernel[d], c.dilation[d], c.pad_right[d]));
-  }
-  const ConvArgs adjoint{ones, pads, args.dilation, c.groups, "zeros"};
-  return forward_planes(op, gz, adjoint_weight, std::nullopt, adjoint, ConvEpilogue{}, false)
+  return forward_planes(op, gz, adjoint->weight, std::nullopt, adjoint->args(args),
+                        ConvEpilogue{}, false)
       .out;
 }
 
@@ -173,7 +110,7 @@ ConvGrads direct_conv_backward(const char* op, const at::Tensor& grad_output,
                   activation_input.sizes() == c10::IntArrayRef(out_sizes),
               "ndops::", op, ": the activation's input has shape ", activation_input.sizes(),
               " but the conv's output has ", c10::IntArrayRef(out_sizes));
-  const at::Tensor gz = activation_grad(grad_output, activation_input, epilogue);
+  const at::Tensor gz = activation_grad(grad_output.contiguous(), activation_input, epilogue);
   ConvGrads grads;
   if (output_mask[1]) {
     const auto [weight_grad, bias_grad] =

@@ -6,6 +6,7 @@
 // Each task moves one plane (a tile of voxels x all channels). With an activation, the tile
 // first lands channels-last in a scratch buffer that stays in L1, where act (forward) or
 // act' (backward) is applied, so the output is still read and written once.
+#include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -135,7 +136,41 @@ void pack_kernel(const scalar_t* grad, const CollapsedStrides& gs, const scalar_
   }
 }
 
+template <Activation kAct, typename scalar_t>
+void activation_grad_kernel(const scalar_t* grad, const scalar_t* act_input, scalar_t* out,
+                            int64_t size, double negative_slope) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const acc_t slope = static_cast<acc_t>(negative_slope);
+  at::parallel_for(0, size, 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      out[i] = static_cast<scalar_t>(
+          static_cast<acc_t>(grad[i]) *
+          activation_derivative<kAct>(static_cast<acc_t>(act_input[i]), slope));
+    }
+  });
+}
+
 }  // namespace
+
+at::Tensor activation_grad(const at::Tensor& grad_output, const at::Tensor& activation_input,
+                           const ConvEpilogue& epilogue) {
+  if (epilogue.activation == Activation::kNone) return grad_output;
+  TORCH_CHECK(grad_output.is_cpu(), "ndops: activation_grad takes CPU tensors");
+  // Three tensors with the same dense strides: one flat loop over their memory.
+  const at::Tensor grad = grad_output.is_non_overlapping_and_dense() ? grad_output
+                                                                     : grad_output.contiguous();
+  const at::Tensor act_input = activation_input.strides() == grad.strides()
+                                   ? activation_input
+                                   : at::empty_like(grad).copy_(activation_input);
+  at::Tensor result = at::empty_like(grad);
+  dispatch_epilogue(epilogue, grad.scalar_type(), [&](auto act, auto tag) {
+    using scalar_t = decltype(tag);
+    activation_grad_kernel<decltype(act)::value, scalar_t>(
+        grad.const_data_ptr<scalar_t>(), act_input.const_data_ptr<scalar_t>(),
+        result.mutable_data_ptr<scalar_t>(), grad.numel(), epilogue.negative_slope);
+  });
+  return result;
+}
 
 void unpack_positions(const at::Tensor& native, const ConvPlan& plan, int64_t first,
                       int64_t count, const ConvEpilogue& epilogue, at::Tensor& out,

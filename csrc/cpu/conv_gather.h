@@ -67,6 +67,11 @@ void pack_positions(const at::Tensor& grad_output, const at::Tensor& activation_
                     const ConvPlan& plan, int64_t first, int64_t count,
                     const ConvEpilogue& epilogue, at::Tensor& packed, at::Tensor& bias_grad);
 
+// grad_output * act'(activation_input) as pack_positions computes it, laid out like grad_output
+// where that is dense (else contiguous); grad_output itself for kNone. CPU tensors.
+at::Tensor activation_grad(const at::Tensor& grad_output, const at::Tensor& activation_input,
+                           const ConvEpilogue& epilogue);
+
 // collapse_inner's strides, asserting that the inner dims collapse (`what` names t).
 CollapsedStrides collapsed_or_fail(const at::Tensor& t, int lead, const char* what);
 
