@@ -15,7 +15,9 @@
 // is the user's with the leading taps folded into its input channels (native_weight: a view
 // next to small gathered buffers, reordered to (channel, tap), else one packed copy).
 // The backward recomputes the gathered buffer (cheaper than keeping it), runs the native
-// conv's backward on it, and scatters the gathered gradient back with the adjoint pass.
+// conv's backward on it, and scatters the gathered gradient back with the adjoint pass; on the
+// CPU the input gradient of a stride-1 zero-padded conv (float32, float64) is instead the
+// forward of the adjoint conv (AdjointConv in cpu/conv.h), which oneDNN runs faster.
 //
 // Chunks of leading output positions bound the buffers by the workspace budget (the larger
 // of twice the input's size and 256 MiB). Two environment variables exist for tests:
