@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 import ndops
 from ndops import _ext
+from ndops.functional.conv import computes_in_float
 
 pytestmark = [
     pytest.mark.skipif(not _ext.has_ext_op("conv_nd"), reason="conv_nd extension not built"),
@@ -359,8 +360,8 @@ def test_stride_one_input_gradient_is_the_adjoint_conv(dtype):
     """On the CPU, in float32 and float64, the input gradient of a stride-1 zero-padded conv
     (conv_transpose_nd's forward at stride 1 too) is the forward of the adjoint conv: no
     scatter of a gathered gradient. bfloat16, a stride of 2 or another padding mode keeps the
-    scatter."""
-    adjoint = dtype != torch.bfloat16
+    scatter (bfloat16 runs as float32 on CPUs without bfloat16 arithmetic)."""
+    adjoint = dtype != torch.bfloat16 or computes_in_float(dtype)
     for fn, x, w, b, kwargs, reference in _adjoint_cases(dtype):
         expected, grad_output = run("fallback", *[None if t is None else t.double()
                                                   for t in (x, w, b)], kwargs, fn=reference)
@@ -376,6 +377,45 @@ def test_stride_one_input_gradient_is_the_adjoint_conv(dtype):
                        (bias_act("none", 0.0, [1] * 8, "circular"), circular)]:
         passes = _ran_passes(lambda: run("ext", x, w, None, kwargs, fn=fn))
         assert "ndops::conv_nd::scatter_taps" in passes, kwargs
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_without_cpu_support_runs_in_float32(dtype):
+    """On a CPU without bfloat16 / float16 arithmetic (oneDNN's convs in those dtypes are then
+    reference loops) conv_nd, conv_bias_act_nd and conv_transpose_nd run in float32: outputs
+    and gradients are the float32 results of the same values, rounded once. (With an
+    activation whose derivative reads the pre-activation, that is saved in the input's dtype:
+    relu here, whose derivative rounding does not change.)"""
+    if not computes_in_float(dtype):
+        pytest.skip(f"this CPU computes {dtype} convs natively")
+    x = torch.randn(2, 3, 5, 4, 6, 3).to(dtype)
+    b = torch.randn(4).to(dtype)
+    pairs = [1, 1, 0, 1, 2, 0, 0, 0]
+    strided = dict(stride=(1, 2, 1, 1), dilation=(1, 1, 1, 2), groups=1)
+    transposed = dict(stride=(2, 1, 1, 1), padding=(1, 0, 1, 0))
+    for fn, w, kwargs in [(ndops.conv_nd, torch.randn(4, 3, 3, 2, 3, 1), dict(padding="same")),
+                          (bias_act("relu", 0.0, pairs, "zeros"), torch.randn(4, 3, 3, 2, 3, 1),
+                           strided),
+                          (ndops.conv_transpose_nd, torch.randn(3, 4, 2, 1, 3, 2), transposed)]:
+        w = w.to(dtype)
+        actual, grad_output = run("ext", x, w, b, kwargs, fn=fn)
+        expected, _ = run("ext", x.float(), w.float(), b.float(), kwargs, grad_output.float(),
+                          fn=fn)
+        for a, e in zip(actual, expected):
+            assert a.dtype == dtype and torch.equal(a, e.to(dtype)), kwargs
+
+
+def test_reduced_precision_goes_compiled_at_n3_without_cpu_support():
+    """At N <= 3 bfloat16 / float16 convs on CPUs without that arithmetic default to the
+    compiled kernel (torch's own run oneDNN's reference loops there); float32 stays torch's."""
+    x, w = torch.randn(2, 8, 6, 6, 6), torch.randn(8, 8, 3, 3, 3)
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        want = "ext" if computes_in_float(dtype) else "native"
+        call = dict(input=x.to(dtype), weight=w.to(dtype), stride=(1,) * 3, dilation=(1,) * 3)
+        assert ndops._backend.choose("conv_nd", 3, "cpu", call=call) == want, dtype
+        for op in ("conv_transpose_nd", "conv_bias_act_nd"):
+            assert ndops._backend.choose(op, 3, "cpu", call=dict(input=x.to(dtype))) == want, op
+    assert not computes_in_float(torch.float32) and not computes_in_float(F64)
 
 
 @pytest.mark.parametrize("activation,slope", [("gelu", 0.01), ("silu", 0.01),

@@ -10,9 +10,11 @@ from .. import _args, _backend
 from ..fallback import conv as _fallback
 from ..fallback import pad as _fallback_pad
 from ..fallback.norm import ACTIVATIONS, apply_activation
-from .conv import _conv_arguments, _kernel_padding, _pad_right
+from .conv import _conv_arguments, _kernel_padding, _pad_right, reduced_precision_order
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+_backend.set_preference("conv_bias_act_nd", reduced_precision_order)
 
 
 def _check_activation(op, activation, negative_slope):
@@ -70,7 +72,7 @@ def conv_bias_act_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, 
     x = _args.with_batch(input, batched)
     # torch's reflect/replicate reject an input without channels (a valid conv here).
     native_ok = padding_mode in ("zeros", "circular") or x.shape[1] > 0
-    impl = _backend.choose(op, n, input.device, native_ok=native_ok)
+    impl = _backend.choose(op, n, input.device, native_ok=native_ok, call=dict(input=x))
     if impl == "ext":
         pads = _kernel_padding(symmetric, extra)
         if activation == "none":
