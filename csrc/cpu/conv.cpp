@@ -423,8 +423,8 @@ ConvGrads gathered_conv_backward(const char* op, const at::Tensor& grad_output,
   // input gradient + the scatter. float32, 2 threads, medians of 9 interleaved calls, ms:
   // B2 C16->16 16^4 k3 p1 53-79 against 88-100; B1 C32->32 12^4 22 against 26; B1 C16->16 8^5
   // 27 against 40-42; B2 C64->32 10^4 42-44 against 49-50; B2 C32->64 12^4 86-97 against
-  // 90-95. Not bfloat16: without AVX-512 oneDNN's bfloat16 forward is the slower one (the
-  // inner conv3d of B2 C16->16 12^4: 660 ms, its input gradient 257 ms).
+  // 90-95. Not bfloat16 / float16: on CPUs without their arithmetic they run in float32
+  // (computes_in_float above), and where oneDNN has it this was not measured.
   const auto dtype = grad_output.scalar_type();
   const std::optional<AdjointConv> adjoint =
       need_input && products && !native_only && grad_output.is_cpu() &&
