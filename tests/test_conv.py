@@ -249,3 +249,29 @@ def test_bad_arguments_raise_for_every_backend(n):
         for backend in ndops.available_backends(op, n):
             with ndops.backend(backend), pytest.raises(error, match=f"ndops.{op}: .*{match}"):
                 getattr(ndops, op)(*args, **kwargs)
+
+
+@pytest.mark.parametrize("n", [3, 4])
+def test_autocast_casts_like_torchs_convs(n):
+    """Inside torch.autocast conv_nd, conv_transpose_nd and conv_bias_act_nd compute in the
+    region's dtype (float32 arguments cast, float64 left alone), as torch's convs do; the
+    parameters' gradients stay float32. At N = 3 the dtype matches F.conv3d's under autocast."""
+    x = torch.randn(1, 2, *(4,) * n)
+    w = torch.randn(3, 2, *(3,) * n, requires_grad=True)
+    b = torch.randn(3)
+    calls = [(lambda x, w, b: ndops.conv_nd(x, w, b, padding=1), w),
+             (lambda x, w, b: ndops.conv_bias_act_nd(x, w, b, padding=1, activation="silu"), w),
+             (lambda x, w, b: ndops.conv_transpose_nd(x, w, b, stride=2),
+              torch.randn(2, 3, *(2,) * n, requires_grad=True))]
+    for call, weight in calls:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = call(x, weight, b)
+            plain = call(x.double(), weight.double(), b.double())
+        expected = call(x.bfloat16(), weight.bfloat16(), b.bfloat16())
+        assert out.dtype == torch.bfloat16 and torch.equal(out, expected)
+        assert plain.dtype == torch.float64
+        out.float().sum().backward()
+        assert weight.grad.dtype == torch.float32
+    if n == 3:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert F.conv3d(x, w, b).dtype == ndops.conv_nd(x, w, b).dtype

@@ -208,6 +208,24 @@ def reduced_precision_order(n, device_type, numel, call):
 _backend.set_preference("conv_transpose_nd", reduced_precision_order)
 
 
+def autocast_args(*tensors):
+    """The arguments as torch's autocast casts those of its convs (ops that autocast to lower
+    precision): inside an autocast region for the input's device, every floating-point tensor
+    but float64 becomes the region's dtype, as with ``F.conv3d``; elsewhere, unchanged. Non-
+    tensors pass through (the argument checks name them)."""
+    if not isinstance(tensors[0], torch.Tensor):
+        return tensors
+    try:
+        device_type = tensors[0].device.type
+        if not torch.is_autocast_enabled(device_type):
+            return tensors
+        dtype = torch.get_autocast_dtype(device_type)
+    except RuntimeError:  # a device type autocast does not know (meta)
+        return tensors
+    return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point()
+                 and t.dtype != torch.float64 else t for t in tensors)
+
+
 def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             spatial_dims=None):
     """N-d convolution: ``F.conv1d/2d/3d`` for any number N of spatial dims.
@@ -216,9 +234,11 @@ def conv_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     *kernel); bias (C_out,) or None; output (B, C_out, *out), out = (in + 2p - d(k-1) - 1)//s + 1.
     padding: int, N-tuple, 'valid' or 'same' (stride 1 only; an odd total puts the extra zero
     on the right, as torch does). N is weight.dim() - 2 (rules in ``ndops._args``).
+    Under ``torch.autocast`` it computes in the region's dtype, as torch's convs do.
     Differences from torch: any N; bad arguments raise ValueError (torch: RuntimeError).
     """
     op = "conv_nd"
+    input, weight, bias = autocast_args(input, weight, bias)
     n, batched, stride, dilation, symmetric, extra = _conv_arguments(
         op, input, weight, bias, stride, padding, dilation, groups, spatial_dims)
     x = _args.with_batch(input, batched)
@@ -244,9 +264,11 @@ def conv_transpose_nd(input, weight, bias=None, stride=1, padding=0, output_padd
     *kernel); bias (C_out,) or None; output (B, C_out, *out),
     out = (in - 1)*s - 2p + d(k-1) + output_padding + 1, output_padding < max(s, d) per dim.
     N is weight.dim() - 2 (rules in ``ndops._args``).
+    Under ``torch.autocast`` it computes in the region's dtype, as torch's convs do.
     Differences from torch: any N; bad arguments raise ValueError (torch: RuntimeError).
     """
     op = "conv_transpose_nd"
+    input, weight, bias = autocast_args(input, weight, bias)
     _check_tensor(op, "weight", weight)
     if bias is not None:
         _check_tensor(op, "bias", bias)

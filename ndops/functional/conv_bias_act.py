@@ -10,7 +10,8 @@ from .. import _args, _backend
 from ..fallback import conv as _fallback
 from ..fallback import pad as _fallback_pad
 from ..fallback.norm import ACTIVATIONS, apply_activation
-from .conv import _conv_arguments, _kernel_padding, _pad_right, reduced_precision_order
+from .conv import (_conv_arguments, _kernel_padding, _pad_right, autocast_args,
+                   reduced_precision_order)
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -59,9 +60,11 @@ def conv_bias_act_nd(input, weight, bias=None, stride=1, padding=0, dilation=1, 
     ``nn.Conv{1,2,3}d`` does (F.pad of the input, then an unpadded conv). The compiled kernel
     (backend "ext") pads while gathering its taps, never making a padded copy, and fuses the
     activation; native and fallback compute the conv, then the activation.
+    Under ``torch.autocast`` it computes in the region's dtype, as torch's convs do.
     Differences from torch: any N, every padding mode at any N; bad arguments raise ValueError.
     """
     op = "conv_bias_act_nd"
+    input, weight, bias = autocast_args(input, weight, bias)
     n, batched, stride, dilation, symmetric, extra = _conv_arguments(
         op, input, weight, bias, stride, padding, dilation, groups, spatial_dims)
     _check_activation(op, activation, negative_slope)
