@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ndops import _ext
-from test_conv_ext import ACTIVATIONS, assert_results_close, padded_reference, run
+from test_conv_ext import ACTIVATIONS, assert_results_close, padded_reference, ran_passes, run
 
 pytestmark = pytest.mark.skipif(not _ext.has_ext_op("conv_nd"),
                                 reason="conv_nd extension not built")
@@ -17,13 +17,6 @@ pytestmark = pytest.mark.skipif(not _ext.has_ext_op("conv_nd"),
 needs_avx2 = pytest.mark.skipif(
     torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
     reason="the direct conv kernel needs AVX2 and FMA")
-
-
-def ran_kernels(fn):
-    """The ndops::conv_nd::* passes that ran inside fn (torch profiler record_function)."""
-    with torch.profiler.profile() as prof:
-        fn()
-    return {e.name for e in prof.events() if e.name.startswith("ndops::conv_nd::")}
 
 
 def direct_case(rng, n):
@@ -65,7 +58,7 @@ def test_direct_kernel_matches_the_fallback(n, monkeypatch):
                                     {}, fn=reference)
         monkeypatch.setenv("NDOPS_CONV_DIRECT", "1")
         results = {}
-        passes = ran_kernels(lambda: results.update(
+        passes = ran_passes(lambda: results.update(
             actual=run(None, x, w, b, {}, grad_output.float(), fn=fused)[0]))
         assert "ndops::conv_nd::direct_forward" in passes
         assert_results_close(results["actual"], [e.float() for e in expected], torch.float32,
@@ -106,7 +99,7 @@ def test_direct_kernel_on_raw_rows(x_shape, w_shape, dilation, pairs, monkeypatc
     expected, grad_output = run(None, x.double(), w.double(), b.double(), {}, fn=reference)
     actual, _ = run(None, x, w, b, {}, grad_output.float(), fn=fused)
     assert_results_close(actual, [e.float() for e in expected], torch.float32)
-    passes = ran_kernels(lambda: fused(x, w, b))
+    passes = ran_passes(lambda: fused(x, w, b))
     assert "ndops::conv_nd::direct_forward" in passes
     assert "ndops::conv_nd::direct_stage" not in passes
 
@@ -129,18 +122,18 @@ def test_direct_kernel_rule(monkeypatch):
     for x, out_channels, direct in [(one, 16, both), (two, 4, both), (two, 16, {"direct_forward"}),
                                     (four, 4, both), (four, 16, set())]:
         w = torch.randn(out_channels, x.shape[1], 3, 3, 3, 3)
-        ran = ran_kernels(conv(x, w))
+        ran = ran_passes(conv(x, w))
         for name in ("direct_forward", "direct_backward"):
             assert (f"ndops::conv_nd::{name}" in ran) == (name in direct), (w.shape, name)
-    wide_forward = ran_kernels(lambda: torch.ops.ndops.conv_nd(*wide, None, [1] * 4, [1] * 4,
-                                                               [1] * 4, 1))
+    wide_forward = ran_passes(lambda: torch.ops.ndops.conv_nd(*wide, None, [1] * 4, [1] * 4,
+                                                              [1] * 4, 1))
     assert "ndops::conv_nd::direct_forward" not in wide_forward
     # Its input gradient is the adjoint conv's forward, C4 -> 8 (stride 1): the direct kernel's.
-    assert "ndops::conv_nd::direct_forward" in ran_kernels(conv(*wide))
-    assert "ndops::conv_nd::direct_forward" not in ran_kernels(conv(one.double(),
-                                                                     w[:, :1].double()))
+    assert "ndops::conv_nd::direct_forward" in ran_passes(conv(*wide))
+    assert "ndops::conv_nd::direct_forward" not in ran_passes(conv(one.double(),
+                                                                    w[:, :1].double()))
     monkeypatch.setenv("NDOPS_CONV_DIRECT", "0")
-    assert "ndops::conv_nd::direct_forward" not in ran_kernels(conv(one, w[:, :1]))
+    assert "ndops::conv_nd::direct_forward" not in ran_passes(conv(one, w[:, :1]))
 
 
 @pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() != "AVX2",
@@ -153,7 +146,7 @@ def test_own_weight_gradient_only_where_it_pays(monkeypatch):
     for size, channels, own in [(8, 8, True), (3, 16, False)]:
         leaves = [torch.randn(1, channels, *[size] * 4, requires_grad=True),
                   torch.randn(channels, channels, 3, 3, 3, 3, requires_grad=True)]
-        ran = ran_kernels(lambda: torch.ops.ndops.conv_nd(
+        ran = ran_passes(lambda: torch.ops.ndops.conv_nd(
             *leaves, None, [1] * 4, [1] * 4, [1] * 4, 1).sum().backward())
         assert ("ndops::conv_nd::channels_last_weight_grad" in ran) == own, (size, channels)
 
@@ -181,7 +174,7 @@ def test_own_weight_gradient_on_the_gathered_path(n, monkeypatch):
         expected, grad_output = run(None, *[None if t is None else t.double() for t in (x, w, b)],
                                     {}, fn=reference)
         results = {}
-        passes = ran_kernels(lambda: results.update(
+        passes = ran_passes(lambda: results.update(
             actual=run(None, x, w, b, {}, grad_output.float(), fn=conv)[0]))
         assert "ndops::conv_nd::channels_last_weight_grad" in passes
         assert "ndops::conv_nd::direct_forward" not in passes
@@ -234,7 +227,7 @@ def test_direct_weight_gradient_does_not_depend_on_the_thread_count():
     try:
         for count in (1, 2):
             torch.set_num_threads(count)
-            passes = ran_kernels(lambda: grads.append(
+            passes = ran_passes(lambda: grads.append(
                 torch.ops.ndops._conv_nd_backward(grad_output, x, w, *args)[1]))
             assert "ndops::conv_nd::direct_backward" in passes
     finally:

@@ -37,6 +37,13 @@ def random_case(rng, n, dtype=F64, max_extra=2):
     return x, w, b, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
+def ran_passes(fn):
+    """The ndops::conv_nd::* passes that ran inside fn (torch profiler record_function)."""
+    with torch.profiler.profile() as prof:
+        fn()
+    return {e.name for e in prof.events() if e.name.startswith("ndops::conv_nd::")}
+
+
 def run(backend, x, w, b, kwargs, grad_output=None, fn=ndops.conv_nd):
     """Output and gradients (x, w, b) of sum(fn(...) * grad_output) on ``backend``."""
     leaves = [t.detach().clone().requires_grad_() for t in (x, w, b) if t is not None]
@@ -330,13 +337,6 @@ def test_conv_bias_act_reduced_precision_channels_last_and_chunks(dtype, monkeyp
         assert_results_close(actual, [e.to(dtype) for e in expected], dtype, f"{budget}")
 
 
-def _ran_passes(fn):
-    """The ndops::conv_nd::* passes that ran inside fn (torch profiler record_function)."""
-    with torch.profiler.profile() as prof:
-        fn()
-    return {e.name for e in prof.events() if e.name.startswith("ndops::conv_nd::")}
-
-
 def _adjoint_cases(dtype):
     """(fn, x, w, b, kwargs, reference fn) with stride 1 and zero padding within the dilated
     kernel: groups, dilation, 'same' with an even kernel (unequal sides), (before, after) pairs
@@ -366,7 +366,7 @@ def test_stride_one_input_gradient_is_the_adjoint_conv(dtype):
         expected, grad_output = run("fallback", *[None if t is None else t.double()
                                                   for t in (x, w, b)], kwargs, fn=reference)
         results = []
-        passes = _ran_passes(lambda: results.extend(
+        passes = ran_passes(lambda: results.extend(
             run("ext", x, w, b, kwargs, grad_output.to(dtype), fn=fn)[0]))
         assert_results_close(results, [e.to(dtype) for e in expected], dtype, f"{kwargs}")
         assert ("ndops::conv_nd::scatter_taps" in passes) != adjoint, kwargs
@@ -375,7 +375,7 @@ def test_stride_one_input_gradient_is_the_adjoint_conv(dtype):
     circular = dict(stride=(1, 1, 1, 1), dilation=(1, 1, 1, 1), groups=1)
     for fn, kwargs in [(ndops.conv_nd, dict(stride=(1, 2, 1, 1), padding=1)),
                        (bias_act("none", 0.0, [1] * 8, "circular"), circular)]:
-        passes = _ran_passes(lambda: run("ext", x, w, None, kwargs, fn=fn))
+        passes = ran_passes(lambda: run("ext", x, w, None, kwargs, fn=fn))
         assert "ndops::conv_nd::scatter_taps" in passes, kwargs
 
 
@@ -542,12 +542,6 @@ def test_default_takes_the_direct_kernel_for_2d_3d_first_layers():
     assert ndops.conv_nd(x[:0], w, b, padding=1).shape == (0, 16, 24, 24, 24)
 
 
-def _ran_passes(fn):
-    with torch.profiler.profile() as prof:
-        fn()
-    return {e.name for e in prof.events() if e.name.startswith("ndops::conv_nd::")}
-
-
 @pytest.mark.parametrize("op", ["conv_nd", "conv_transpose_nd"])
 @pytest.mark.parametrize("channel_major", [True, False])
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
@@ -567,7 +561,7 @@ def test_both_orders_of_the_gathered_channels(op, channel_major, dtype):
     fn = getattr(ndops, op)
     expected, grad_output = run("fallback", x, w, b, kwargs, fn=fn)
     results = {}
-    passes = _ran_passes(lambda: results.update(actual=run(
+    passes = ran_passes(lambda: results.update(actual=run(
         "ext", x.to(dtype), w.to(dtype), b.to(dtype), kwargs, grad_output.to(dtype), fn=fn)[0]))
     assert ("ndops::conv_nd::gathered_weight" in passes) != channel_major
     assert_results_close(results["actual"], [e.to(dtype) for e in expected], dtype)
